@@ -1,0 +1,67 @@
+"""convzoo.scratch.batch_norm / BatchNorm and output_size against PyTorch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convzoo.scratch import BatchNorm, batch_norm, output_size
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (4, 3, 6, 7)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_matches_functional(shape, training):
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(shape, generator=g) * 3 + 1
+    C = shape[1]
+    gamma, beta = torch.randn(C, generator=g), torch.randn(C, generator=g)
+    rm, rv = torch.randn(C, generator=g), torch.rand(C, generator=g) + 0.5
+    rm2, rv2 = rm.clone(), rv.clone()
+    got = batch_norm(X, gamma, beta, rm, rv, training, momentum=0.2, eps=1e-4)
+    want = F.batch_norm(X, rm2, rv2, gamma, beta, training, momentum=0.2, eps=1e-4)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rm, rm2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rv, rv2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("cls", "shape"), [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm2d, (3, 4, 5, 5))])
+def test_module_is_a_drop_in_for_nn_batchnorm(cls, shape):
+    ours, theirs = BatchNorm(4), cls(4)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    X = torch.randn(shape, requires_grad=True)
+    for _ in range(3):
+        torch.testing.assert_close(ours(X), theirs(X), rtol=1e-5, atol=1e-6)
+    for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    ours.eval(), theirs.eval()
+    torch.testing.assert_close(ours(X), theirs(X), rtol=1e-5, atol=1e-6)
+
+
+def test_batch_norm_errors():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        batch_norm(torch.zeros(1, 3), None, None, None, None, training=True)
+    with pytest.raises(ValueError, match=r"gamma must have shape \(3,\)"):
+        batch_norm(torch.zeros(2, 3), torch.ones(4), None, None, None, training=True)
+    with pytest.raises(ValueError, match="N x C or N x C x H x W"):
+        batch_norm(torch.zeros(2, 3, 4), None, None, None, None, training=True)
+    with pytest.raises(ValueError, match="evaluation mode needs"):
+        batch_norm(torch.zeros(2, 3), None, None, None, None, training=False)
+
+
+@pytest.mark.parametrize(
+    ("n", "k", "p", "s", "d"),
+    [(5, 3, 0, 1, 1), (5, 3, 1, 1, 1), (5, 3, 0, 2, 1), (28, 5, 2, 1, 1), (224, 11, 1, 4, 1), (7, 3, 0, 1, 2),
+     (6, 2, 0, 2, 1)],
+)
+def test_output_size_matches_pytorch(n, k, p, s, d):
+    y = F.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=s, padding=p, dilation=d)
+    assert output_size(n, k, p, s, d) == y.shape[-1]
+
+
+def test_output_size_errors():
+    with pytest.raises(ValueError, match="kernel covers 5 pixels.*padded input has only 3"):
+        output_size(3, 5)
+    with pytest.raises(ValueError, match="stride must be a whole number >= 1"):
+        output_size(5, 3, stride=0)
