@@ -1,0 +1,129 @@
+"""VGG (Simonyan & Zisserman, 2014) built from notes 000's ``vgg_block``s, torchvision's layout."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from convzoo.models._base import ConvNet
+from convzoo.models._registry import register_model
+
+__all__ = ["VGG", "vgg_block"]
+
+SIMONYAN_2014 = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition"
+
+# (number of 3x3 convolutions, output channels) of each block; every block ends in a 2x2 max pool
+CFGS: dict[str, tuple[tuple[int, int], ...]] = {
+    "vgg11": ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)),
+    "vgg13": ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512)),
+    "vgg16": ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),
+    "vgg19": ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)),
+}
+
+
+def vgg_block(num_convs: int, in_channels: int, out_channels: int, batch_norm: bool = False) -> nn.Sequential:
+    """``num_convs`` 3x3 convolutions (padding 1) with ReLU, then a 2x2 max pool halving height and width."""
+    layers: list[nn.Module] = []
+    for _ in range(num_convs):
+        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out_channels))
+        layers.append(nn.ReLU())
+        in_channels = out_channels
+    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+
+
+class VGG(ConvNet):
+    """VGG: ``vgg_block``s from a config, then 512x7x7-4096-4096-classes with dropout 0.5
+    (Simonyan & Zisserman, 2014).
+
+    A parameter-free ``AdaptiveAvgPool2d(7)`` before the classifier is the identity at 224x224, as in
+    torchvision. Initialised as torchvision does (Kaiming-normal convolutions, N(0, 0.01) linear layers).
+    """
+
+    def __init__(self, arch: tuple[tuple[int, int], ...], *, batch_norm: bool, model_name: str,
+                 in_channels: int, num_classes: int) -> None:
+        super().__init__(model_name=model_name, in_channels=in_channels, num_classes=num_classes, default_size=224)
+        blocks = []
+        channels = in_channels
+        for num_convs, out_channels in arch:  # each block: B x C x H x W -> B x C' x H/2 x W/2
+            blocks.append(vgg_block(num_convs, channels, out_channels, batch_norm))
+            channels = out_channels
+        self.features = nn.Sequential(*blocks)  # B x 512 x 7 x 7 at 224x224
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(7),
+            nn.Flatten(),
+            nn.Linear(channels * 7 * 7, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=0.5),
+            nn.Linear(4096, num_classes),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+
+def _vgg(name: str, cfg: str, batch_norm: bool, in_channels: int, num_classes: int) -> VGG:
+    return VGG(CFGS[cfg], batch_norm=batch_norm, model_name=name, in_channels=in_channels, num_classes=num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=128_806_154, notes="000")
+def vgg11(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-11 (configuration A), notes 000's ``conv_arch``."""
+    return _vgg("vgg11", "vgg11", False, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=128_990_666)
+def vgg13(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-13 (configuration B)."""
+    return _vgg("vgg13", "vgg13", False, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=134_300_362)
+def vgg16(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-16 (configuration D)."""
+    return _vgg("vgg16", "vgg16", False, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=139_610_058)
+def vgg19(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-19 (configuration E)."""
+    return _vgg("vgg19", "vgg19", False, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=128_811_658)
+def vgg11_bn(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-11 with batch norm after every convolution."""
+    return _vgg("vgg11_bn", "vgg11", True, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=128_996_554)
+def vgg13_bn(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-13 with batch norm after every convolution."""
+    return _vgg("vgg13_bn", "vgg13", True, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=134_308_810)
+def vgg16_bn(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-16 with batch norm after every convolution."""
+    return _vgg("vgg16_bn", "vgg16", True, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=139_621_066)
+def vgg19_bn(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """VGG-19 with batch norm after every convolution."""
+    return _vgg("vgg19_bn", "vgg19", True, in_channels, num_classes)
+
+
+@register_model(paper=SIMONYAN_2014, year=2014, num_params=43_093_322, notes="000")
+def vgg11_small(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
+    """Notes 000's VGG-11 with every block a quarter as wide (``small_conv_arch``, ratio 4)."""
+    arch = tuple((num_convs, width // 4) for num_convs, width in CFGS["vgg11"])
+    return VGG(arch, batch_norm=False, model_name="vgg11_small", in_channels=in_channels, num_classes=num_classes)

@@ -1,0 +1,215 @@
+"""Every registered model, tested by being registered (timm's and torchvision's test_models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import convzoo
+from convzoo.models import ConvNet, create_model, list_models, model_info, register_model
+from helpers import modules_in_run_order
+
+MODELS = list_models()
+
+
+def small_input(name: str, batch: int = 2) -> torch.Tensor:
+    """A cheap valid input: the smallest accepted side (at least 32, so every stage has some area)."""
+    info = model_info(name)
+    c, side, _ = info.min_input_size
+    if info.max_input_size is None:
+        side = max(side, 32)
+    return torch.randn(batch, c, side, side, generator=torch.Generator().manual_seed(0))
+
+
+def test_zoo_has_every_model_the_issue_names():
+    expected = {
+        "lenet", "lenet_relu", "lenet5_cifar", "lenet_bn", "lenet_bn_scratch", "alexnet", "alexnet_bn",
+        "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "vgg11_small",
+        "nin", "googlenet", "resnet18", "resnet34", "resnet50", "resnet18_cifar", "preact_resnet18",
+        "resnet_mini_cifar", "densenet_d2l", "densenet121", "simple_cnn", "three_conv_cnn", "inception_cnn",
+        "residual_cnn",
+    }
+    assert expected <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward(name):
+    torch.manual_seed(0)
+    net = create_model(name)
+    X = small_input(name)
+    net.train()
+    y = net(X)
+    assert y.shape == (2, 10)
+    assert torch.isfinite(y).all()
+    y.square().mean().backward()  # every output depends on every parameter
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"no gradient for {missing}"
+    zero = [n for n, p in net.named_parameters() if p.grad.abs().sum() == 0]
+    assert not zero, f"zero gradient for {zero}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_contract(name):
+    net = create_model(name, num_classes=7, in_channels=2)
+    assert isinstance(net, ConvNet)
+    assert net.model_name == name
+    assert (net.num_classes, net.in_channels) == (7, 2)
+    X = small_input(name)[:, :1].repeat(1, 2, 1, 1)
+    net.eval()
+    with torch.no_grad():
+        features = net.forward_features(X)
+        assert features.dim() == 4, "forward_features returns a feature map"
+        assert torch.equal(net.forward_head(features), net(X))
+        assert net(X).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_deterministic(name):
+    net = create_model(name).eval()
+    X = small_input(name)
+    with torch.no_grad():
+        assert torch.equal(net(X), net(X))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_count_is_pinned(name):
+    with torch.device("meta"):
+        net = create_model(name)
+    assert sum(p.numel() for p in net.parameters()) == model_info(name).num_params
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameters_registered_in_run_order(name):
+    net = create_model(name)
+    order = [p for m in modules_in_run_order(net, small_input(name, batch=1)) for p in m.parameters(recurse=False)]
+    assert [id(p) for p in order] == [id(p) for p in net.parameters()]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_input_range_is_exact(name):
+    """The derived minimum (and maximum) hold on real tensors: the edge fits, one pixel beyond fails."""
+    info = model_info(name)
+    c, lo, _ = info.min_input_size
+    net = create_model(name).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, c, lo, lo)).shape == (1, 10)
+        if lo > 1:
+            with pytest.raises(ValueError, match="smaller than the minimum"):
+                net(torch.zeros(1, c, lo - 1, lo - 1))
+            with pytest.raises(RuntimeError):  # the check is right: the layers themselves fail there
+                net.forward_head(net.forward_features(torch.zeros(1, c, lo - 1, lo - 1)))
+        if info.max_input_size is not None:
+            hi = info.max_input_size[1]
+            assert net(torch.zeros(1, c, hi, hi)).shape == (1, 10)
+            with pytest.raises(ValueError, match=f"input {hi + 1}x{hi + 1}"):
+                net(torch.zeros(1, c, hi + 1, hi + 1))
+            with pytest.raises(RuntimeError):
+                net.forward_head(net.forward_features(torch.zeros(1, c, hi + 1, hi + 1)))
+
+
+# torchvision's own published minimum sizes (weights meta "min_size") for the same layouts
+TORCHVISION_MIN_SIZE = {"resnet18": 1, "resnet34": 1, "resnet50": 1, "vgg11": 32, "vgg16_bn": 32, "densenet121": 29}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_MIN_SIZE))
+def test_minimum_agrees_with_torchvision(name):
+    assert model_info(name).min_input_size[1] == TORCHVISION_MIN_SIZE[name]
+
+
+# ---- input checks --------------------------------------------------------------------------------
+
+
+def test_wrong_channel_count_is_named_before_any_layer_runs():
+    net = create_model("lenet")
+    ran = []
+    net.features[0].register_forward_pre_hook(lambda m, a: ran.append(m))
+    with pytest.raises(ValueError) as err:
+        net(torch.zeros(1, 3, 28, 28))
+    message = str(err.value)
+    assert "lenet" in message and "expected 1 input channel" in message and "got 3" in message
+    assert "in_channels=3" in message
+    assert not ran
+
+
+def test_too_small_input_names_model_size_minimum_and_fix():
+    net = create_model("alexnet")
+    with pytest.raises(ValueError) as err:
+        net(torch.zeros(1, 1, 28, 28))
+    message = str(err.value)
+    assert "alexnet" in message and "28x28" in message and "minimum 65x65" in message
+    assert "--resize 224" in message
+
+
+def test_fixed_classifier_rejects_a_larger_input():
+    with pytest.raises(ValueError, match="lenet: input 64x64 is outside the accepted range 28x28 to 31x31"):
+        create_model("lenet")(torch.zeros(1, 1, 64, 64))
+
+
+def test_non_square_input_checked_per_side():
+    net = create_model("vgg11_small").eval()
+    with pytest.raises(ValueError, match="input 224x16"):
+        net(torch.zeros(1, 1, 224, 16))
+    assert net(torch.zeros(1, 1, 32, 64)).shape == (1, 10)
+
+
+def test_unbatched_input_gets_a_hint():
+    with pytest.raises(ValueError, match="unsqueeze"):
+        create_model("lenet")(torch.zeros(1, 28, 28))
+
+
+@pytest.mark.parametrize("kwargs", [{"num_classes": 0}, {"in_channels": -1}, {"num_classes": 2.5}])
+def test_bad_constructor_arguments(kwargs):
+    with pytest.raises(ValueError, match="must be a whole number >= 1"):
+        create_model("lenet", **kwargs)
+
+
+# ---- registry ------------------------------------------------------------------------------------
+
+
+def test_list_models_globs():
+    assert list_models("resnet*") == ["resnet18", "resnet18_cifar", "resnet34", "resnet50", "resnet_mini_cifar"]
+    assert list_models("*_bn") == ["alexnet_bn", "lenet_bn", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+    assert list_models("nothing*") == []
+
+
+def test_unknown_model_lists_close_matches():
+    with pytest.raises(ValueError, match="unknown model 'resnet81'; did you mean resnet18"):
+        create_model("resnet81")
+
+
+def test_unknown_argument_is_named():
+    with pytest.raises(ValueError, match="unknown argument.*pretrained"):
+        create_model("lenet", pretrained=True)
+
+
+def test_registering_a_name_twice_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        @register_model(paper="x", year=2000, num_params=0)
+        def lenet() -> ConvNet:  # noqa: F811 (the point of the test)
+            raise AssertionError
+
+
+def test_model_info_fields():
+    info = convzoo.model_info("googlenet")
+    assert info.default_input_size == (1, 96, 96)
+    assert info.year == 2014 and "Going Deeper" in info.paper
+    assert info.notes == "002"
+    assert info.min_input_size[1] <= 96 and info.max_input_size is None
+    assert info.default_kwargs == {"num_classes": 10, "in_channels": 1}
+    assert convzoo.model_info("resnet18_cifar").default_input_size == (3, 32, 32)
+    assert convzoo.model_info("lenet").max_input_size == (1, 31, 31)
+
+
+def test_lenet_relu_conv_relu_option_is_notes_003():
+    net = create_model("lenet_relu", conv_relu=True)
+    assert [type(m).__name__ for m in net.features] == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d"]
+
+
+def test_scratch_bn_lenet_uses_the_hand_written_layer():
+    from convzoo.scratch import BatchNorm
+
+    net = create_model("lenet_bn_scratch")
+    assert sum(isinstance(m, BatchNorm) for m in net.modules()) == 4
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    assert net.state_dict().keys() == create_model("lenet_bn").state_dict().keys()
