@@ -1,0 +1,168 @@
+"""The ``convzoo`` command line.
+
+Every user error (bad flag, unknown model, impossible size) ends in one line on stderr and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from convzoo.models import ConvNet
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``convzoo summary: error: ... (see convzoo summary --help)``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Fixed-width columns; the last column is left ragged."""
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header) - 1)]
+
+    def line(cells: Sequence[str]) -> str:
+        pairs = enumerate(zip(cells[:-1], widths, strict=True))
+        padded = [f"{c:>{w}}" if i in right else f"{c:<{w}}" for i, (c, w) in pairs]
+        return "  ".join([*padded, cells[-1]]).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from convzoo.models import list_models, model_info
+
+    names = list_models(args.pattern)
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}; `convzoo models` lists all")
+    rows = []
+    for name in names:
+        info = model_info(name)
+        size = "x".join(map(str, info.default_input_size))
+        rows.append((name, f"{info.num_params:,}", size, info.notes or "-", f"{info.paper} ({info.year})"))
+    print(_table(("model", "params", "input", "notes", "paper"), rows, right=(1,)))
+    return 0
+
+
+def _build(args: argparse.Namespace, in_channels: int | None) -> ConvNet:
+    from convzoo.models import create_model
+
+    kwargs = {}
+    if in_channels is not None:
+        kwargs["in_channels"] = in_channels
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    return create_model(args.name, **kwargs)
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from convzoo.models import model_info
+    from convzoo.summary import summary
+
+    info = model_info(args.name)
+    if args.input_size is not None:
+        c, h, w = args.input_size
+    else:
+        c, h, w = info.default_input_size
+        c = args.in_channels or c
+    net = _build(args, args.in_channels or c)
+    print(summary(net, (c, h, w), depth=args.depth, style=args.style))
+    return 0
+
+
+def _cmd_params(args: argparse.Namespace) -> int:
+    from convzoo.summary import parameters_table
+
+    print(parameters_table(_build(args, args.in_channels)))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from convzoo.models import model_info
+
+    info = model_info(args.name)
+    fields = {**vars(info), "min_input_size": info.min_input_size, "max_input_size": info.max_input_size}
+    for key, value in fields.items():
+        print(f"{key:<20} {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="convzoo", description="The classic convolutional networks, LeNet to DenseNet.")
+    from convzoo import __version__
+
+    parser.add_argument("--version", action="version", version=f"convzoo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    p = sub.add_parser("models", help="list the zoo: name, parameters, default input, paper")
+    p.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'resnet*' (default: all)")
+    commands["models"] = _cmd_models
+
+    p = sub.add_parser("info", help="everything the zoo knows about one model")
+    p.add_argument("name")
+    commands["info"] = _cmd_info
+
+    p = sub.add_parser("summary", help="layer-by-layer output shape, parameters and multiply-adds")
+    p.add_argument("name")
+    p.add_argument("--input-size", nargs=3, type=_positive, metavar=("C", "H", "W"),
+                   help="input channels, height, width (default: the model's own)")
+    p.add_argument("--depth", type=_positive, help="show layers down to this depth (default: all)")
+    p.add_argument("--style", choices=("table", "notes"), default="table",
+                   help="'table' (default) or the notes' 'Conv2d output shape: ...' lines")
+    p.add_argument("--in-channels", type=_positive, help="build the model for this many input channels")
+    p.add_argument("--num-classes", type=_positive, help="build the model for this many classes")
+    commands["summary"] = _cmd_summary
+
+    p = sub.add_parser("params", help="every named parameter with its shape (notes 003)")
+    p.add_argument("name")
+    p.add_argument("--in-channels", type=_positive, help="build the model for this many input channels")
+    p.add_argument("--num-classes", type=_positive, help="build the model for this many classes")
+    commands["params"] = _cmd_params
+
+    parser.set_defaults(_commands=commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return args._commands[args.command](args)
+    except _UsageError as err:
+        print(err, file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, PermissionError) as err:
+        print(f"convzoo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("convzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
