@@ -1,6 +1,28 @@
-"""Convolutional building blocks written from first principles, each checked against PyTorch."""
+"""Convolutional building blocks written from first principles, each checked against PyTorch.
 
+Pure tensor code (indexing, ``Tensor.unfold``, matrix products): the primitives never call
+``torch.nn.functional``.
+
+- ``corr2d`` (the loop), ``conv2d`` (vectorised), ``conv1x1`` (a matrix product), ``sliding_windows``
+- ``pad2d``: zeros, constant, reflect, replicate, circular
+- ``batch_norm`` and the ``BatchNorm`` module
+- ``output_size``: the output-size rule
+"""
+
+from convzoo.scratch.conv import CONV_PADDING_MODES, conv1x1, conv2d, corr2d, sliding_windows
 from convzoo.scratch.norm import BatchNorm, batch_norm
+from convzoo.scratch.pad import PAD_MODES, pad2d
 from convzoo.scratch.shapes import output_size
 
-__all__ = ["BatchNorm", "batch_norm", "output_size"]
+__all__ = [
+    "CONV_PADDING_MODES",
+    "PAD_MODES",
+    "BatchNorm",
+    "batch_norm",
+    "conv1x1",
+    "conv2d",
+    "corr2d",
+    "output_size",
+    "pad2d",
+    "sliding_windows",
+]

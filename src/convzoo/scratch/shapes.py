@@ -1,6 +1,12 @@
-"""The output-size rule of convolution and pooling, worked as on paper (notes 001)."""
+"""The output-size rule of convolution and pooling, worked as on paper (notes 001), and the argument checks
+the other primitives share.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
 
 __all__ = ["output_size"]
 
@@ -9,6 +15,56 @@ def _whole(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
+
+
+def _pair(value: object, name: str, minimum: int) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)`` (height, width); anything else is a ``ValueError``."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be a whole number or a (height, width) pair, got {tuple(value)!r}")
+        return _whole(value[0], name, minimum), _whole(value[1], name, minimum)
+    v = _whole(value, name, minimum)
+    return v, v
+
+
+def _size(h: int, w: int) -> str:
+    return f"{h}x{w}"
+
+
+def _check_image(X: object, name: str = "X") -> Tensor:
+    """``X`` must be a floating-point ``B x C x H x W`` or ``C x H x W`` tensor."""
+    if not isinstance(X, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(X).__name__}")
+    if X.dim() not in (3, 4):
+        raise ValueError(
+            f"{name} must be B x C x H x W (or C x H x W), got {X.dim()} dimensions {tuple(X.shape)}; "
+            f"add the missing batch and channel dimensions, e.g. {name}[None, None]"
+        )
+    if not X.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {X.dtype}; use {name}.float()")
+    return X
+
+
+def _check_fits(kernel: tuple[int, int], span: tuple[int, int], size: tuple[int, int],
+                padding: tuple[int, int, int, int], dilation: tuple[int, int] = (1, 1)) -> None:
+    """The window (``span`` pixels once dilated) must fit in the padded input; ``padding`` is (l, r, t, b)."""
+    left, right, top, bottom = padding
+    padded = (size[0] + top + bottom, size[1] + left + right)
+    if span[0] <= padded[0] and span[1] <= padded[1]:
+        return
+    if left == right == top == bottom:
+        pad = f"padding {left}"
+    elif (left, top) == (right, bottom):
+        pad = f"padding {(top, left)}"
+    else:
+        pad = f"padding (left, right, top, bottom) {padding}"
+    what = f"kernel {_size(*kernel)}"
+    if dilation != (1, 1):
+        what += f" with dilation {dilation[0] if dilation[0] == dilation[1] else dilation} spans {_size(*span)}, which"
+    raise ValueError(
+        f"{what} is larger than the padded input {_size(*padded)} (input {_size(*size)}, {pad}); "
+        f"use a smaller kernel or more padding"
+    )
 
 
 def output_size(n: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
