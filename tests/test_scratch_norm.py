@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from convzoo.scratch import BatchNorm, batch_norm, output_size
+from scratch_checks import SCRATCH, assert_same_values_and_grads, leaf
 
 
 @pytest.mark.parametrize("shape", [(8, 5), (4, 3, 6, 7)])
@@ -24,6 +27,45 @@ def test_batch_norm_matches_functional(shape, training):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(rm, rm2, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(rv, rv2, rtol=1e-5, atol=1e-6)
+
+
+@st.composite
+def batch_norm_cases(draw):
+    training = draw(st.booleans())
+    if draw(st.booleans()):  # N x C
+        shape = (draw(st.integers(2 if training else 1, 6)), draw(st.integers(1, 4)))
+    else:  # N x C x H x W; training needs 2 or more values per channel
+        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+        if training and shape[0] * shape[2] * shape[3] < 2:
+            shape = (2, *shape[1:])
+    return {"shape": shape, "training": training, "affine": draw(st.booleans()),
+            "track": draw(st.booleans()) or not training,  # evaluation mode needs running statistics
+            "momentum": draw(st.floats(0, 1)), "eps": draw(st.sampled_from([1e-5, 1e-3, 0.1])),
+            "seed": draw(st.integers(0, 2**32 - 1))}
+
+
+@SCRATCH
+@given(batch_norm_cases())
+def test_batch_norm_matches_functional_values_grads_and_running_stats(case):
+    g = torch.Generator().manual_seed(case["seed"])
+    C = case["shape"][1]
+    X = (torch.randn(case["shape"], generator=g) * 2 + 1).requires_grad_()
+    inputs = [X] + ([leaf((C,), g), leaf((C,), g)] if case["affine"] else [])
+    stats = (torch.randn(C, generator=g), torch.rand(C, generator=g) + 0.5) if case["track"] else (None, None)
+    ours_stats = [t.clone() if t is not None else None for t in stats]
+    theirs_stats = [t.clone() if t is not None else None for t in stats]
+    kwargs = {"momentum": case["momentum"], "eps": case["eps"]}
+
+    def ours(X, gamma=None, beta=None):
+        return batch_norm(X, gamma, beta, *ours_stats, case["training"], **kwargs)
+
+    def theirs(X, gamma=None, beta=None):
+        return F.batch_norm(X, *theirs_stats, gamma, beta, case["training"], **kwargs)
+
+    assert_same_values_and_grads(ours, theirs, inputs, g)
+    for a, b in zip(ours_stats, theirs_stats, strict=True):  # updated in place by the one call of each
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("cls", "shape"), [(nn.BatchNorm1d, (6, 4)), (nn.BatchNorm2d, (3, 4, 5, 5))])
