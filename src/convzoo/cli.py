@@ -108,6 +108,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from convzoo.scratch import explain
+
+    result = explain(args.topic, input_size=args.input_size, kernel=args.kernel, padding=args.padding,
+                     stride=args.stride, mode=args.mode, value=args.value, seed=args.seed)
+    print(result.text)
+    return 0 if result.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convzoo", description="The classic convolutional networks, LeNet to DenseNet.")
     from convzoo import __version__
@@ -140,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-channels", type=_positive, help="build the model for this many input channels")
     p.add_argument("--num-classes", type=_positive, help="build the model for this many classes")
     commands["params"] = _cmd_params
+
+    p = sub.add_parser("explain", help="a worked example on paper: conv, pad, stride, pool, batchnorm (notes 001)")
+    p.add_argument("topic", choices=("conv", "pad", "stride", "pool", "batchnorm"))
+    p.add_argument("--input-size", nargs=2, type=_positive, metavar=("H", "W"),
+                   help="a random input of this size, whole numbers 0-9 (default: the notes' 5x5 input)")
+    p.add_argument("--kernel", type=_positive, metavar="K",
+                   help="a random K x K kernel (default: the notes' 3x3 kernel 1..9; 2 for pool)")
+    p.add_argument("--padding", type=int, metavar="P", help="pixels added on every side (default 0; 1 for pad)")
+    p.add_argument("--stride", type=_positive, metavar="S", help="default 1; 2 for stride; the kernel for pool")
+    p.add_argument("--mode", metavar="MODE",
+                   help="padding mode zeros|constant|reflect|replicate|circular, or for pool max|avg (default both)")
+    p.add_argument("--value", type=int, metavar="V", help="the fill value of --mode constant (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random numbers (default 0)")
+    commands["explain"] = _cmd_explain
 
     parser.set_defaults(_commands=commands)
     return parser
