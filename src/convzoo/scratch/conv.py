@@ -4,8 +4,9 @@ Three views of one operation, all cross-correlations as in PyTorch (the kernel i
 
 - ``corr2d``: the readable double loop of notes 001, one output position at a time, one channel;
 - ``conv2d``: the vectorised one. Every window of the padded input is gathered at once
-  (``Tensor.unfold``: a view, no copy), then one matrix product per group contracts each window with
-  each kernel. Batches, several input and output channels, stride, padding modes, dilation and groups;
+  (``Tensor.unfold``: a view, no copy), laid out as one column per output pixel (im2col), and one
+  matrix product multiplies every kernel with every window. Batches, several input and output
+  channels, stride, padding modes, dilation and groups;
 - ``conv1x1``: a 1x1 convolution is a matrix product over channels, pixel by pixel (NiN, GoogLeNet).
 
 Pure tensor code: no ``torch.nn.functional``, no ``torch.conv*`` inside.
@@ -128,10 +129,12 @@ def conv2d(
         X = pad2d(X, pad, mode=padding_mode)  # B x C x Hp x Wp
     windows = sliding_windows(X, (kh, kw), s, d)  # B x C x Ho x Wo x kh x kw (a view)
     Ho, Wo = windows.shape[2:4]
-    windows = windows.reshape(B, groups, Cg, Ho, Wo, kh, kw)  # B x G x C/G x Ho x Wo x kh x kw
-    kernels = W.reshape(groups, O // groups, Cg, kh, kw)  # G x O/G x C/G x kh x kw
-    # one matrix product per group: (B*Ho*Wo) x (C/G*kh*kw) windows times (C/G*kh*kw) x O/G kernels
-    Y = torch.einsum("bgchwij,gocij->bgohw", windows, kernels).reshape(B, O, Ho, Wo)  # B x O x Ho x Wo
+    # im2col: one column per output pixel holding its window, C/G*kh*kw values (the one copy made)
+    windows = windows.reshape(B, groups, Cg, Ho, Wo, kh, kw).permute(0, 1, 2, 5, 6, 3, 4)
+    cols = windows.reshape(B, groups, Cg * kh * kw, Ho * Wo)  # B x G x C/G*kh*kw x Ho*Wo
+    kernels = W.reshape(groups, O // groups, Cg * kh * kw)  # G x O/G x C/G*kh*kw: one kernel per row
+    # every kernel times every window, one matrix product per image and group; already B x O x Ho x Wo
+    Y = (kernels @ cols).reshape(B, O, Ho, Wo)  # B x G x O/G x Ho*Wo, then B x O x Ho x Wo
     if b is not None:
         Y = Y + b.reshape(1, O, 1, 1)
     return Y[0] if unbatched else Y
