@@ -124,3 +124,15 @@ def test_cli_topics_are_the_library_topics():
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     topic = next(a for a in sub.choices["explain"]._actions if a.dest == "topic")
     assert tuple(topic.choices) == TOPICS
+
+
+def test_readme_example_is_real_output():
+    """The README's abridged `convzoo explain conv` is the real output: its lines, in order ('...' skips)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("$ convzoo explain conv\n")[1].split("```")[0].splitlines()
+    lines = iter(explain("conv").text.splitlines())
+    for line in block:
+        if line != "...":
+            assert line in lines, f"README line not in the output (in order): {line!r}"
