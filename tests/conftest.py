@@ -31,3 +31,17 @@ def golden(request: pytest.FixtureRequest):
         assert text + "\n" == path.read_text(encoding="utf-8"), f"output differs from {path}"
 
     return check
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Every test decodes into a cache of its own session, never the user's ~/.cache/convzoo."""
+    import os
+
+    old = os.environ.get("CONVZOO_CACHE")
+    os.environ["CONVZOO_CACHE"] = str(tmp_path_factory.mktemp("convzoo-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CONVZOO_CACHE", None)
+    else:
+        os.environ["CONVZOO_CACHE"] = old

@@ -1,0 +1,484 @@
+"""Data sets held in memory as uint8 tensors, found on disk, decoded once and cached.
+
+``load_dataset("fashion-mnist")`` looks for the files in, in order: ``data_dir`` (``--data-dir``),
+``$CONVZOO_DATA``, Debian's ``/usr/share/datasets/<name>`` and the user cache; downloads through
+torchvision only when ``download=True``. The decoded tensors are cached as safetensors under the cache
+directory (``$CONVZOO_CACHE``, else ``$XDG_CACHE_HOME/convzoo``, else ``~/.cache/convzoo``), keyed by the
+source files' paths, sizes and modification times, so a second load skips decoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from convzoo.data.formats import (
+    IMAGE_EXTENSIONS,
+    check_labels,
+    read_cifar_batch,
+    read_cifar_meta,
+    read_idx,
+    read_image_folder,
+    safe_extract,
+)
+from convzoo.errors import DataError
+
+__all__ = [
+    "DATASETS", "DEBIAN_ROOT", "Dataset", "Split", "check_disjoint", "default_cache_dir", "load_dataset",
+    "split_train_val",
+]
+
+DEBIAN_ROOT = Path("/usr/share/datasets")
+_CACHE_FORMAT = 1  # bump when the decoded cache's layout changes
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split in memory: ``images`` uint8 ``N x C x H x W``, ``labels`` int64 ``N``.
+
+    ``files`` are the resolved source paths it was read from; ``indices`` its positions among them when it
+    is a carved subset (a validation split), None when it is all of them; ``digest`` the SHA-256 of its
+    pixels and labels ("" for subsets). Together they let :func:`check_disjoint` refuse to evaluate on
+    the training images.
+    """
+
+    images: Tensor
+    labels: Tensor
+    files: tuple[str, ...] = ()
+    digest: str = ""
+    indices: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data set: class names, a train split, a test split (None when the source has none), and the
+    training images' per-channel mean and std on the [0, 1] scale."""
+
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    test: Split | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str = ""  # where it was read from, for the run's record
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train.images.shape[-2]), int(self.train.images.shape[-1])
+
+
+@dataclass
+class _Decoded:
+    """What a reader returns: the splits' tensors, class names (empty: the data set's defaults) and the
+    files each split was read from (resolved paths; archive members as ``archive!folder``)."""
+
+    X: Tensor
+    y: Tensor
+    X_test: Tensor | None
+    y_test: Tensor | None
+    classes: tuple[str, ...]
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+
+
+def _resolved(*paths: Path) -> tuple[str, ...]:
+    return tuple(str(p.resolve()) for p in paths)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Source files located for a data set, and how to decode them."""
+
+    files: tuple[Path, ...]  # what the cache key and the disjointness check are made of
+    decode: Callable[[], _Decoded]
+    where: str
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    torchvision: str  # class in torchvision.datasets used by --download
+    probe: Callable[[Path, Path], _Found | None]  # (root, cache_dir) -> files, if the root holds the data
+    expects: str  # what a data folder must hold, for error messages
+
+
+# ---------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
+
+_IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+              "t10k-labels-idx1-ubyte")
+
+
+def _probe_idx(classes: tuple[str, ...], torchvision_folder: str) -> Callable[[Path, Path], _Found | None]:
+    def probe(root: Path, cache_dir: Path) -> _Found | None:
+        for folder in (root, root / torchvision_folder / "raw"):
+            files = []
+            for stem in _IDX_NAMES:
+                hits = [folder / (stem + ext) for ext in (".gz", "") if (folder / (stem + ext)).is_file()]
+                if not hits:
+                    break
+                files.append(hits[0])
+            if len(files) == 4:
+                return _Found(tuple(files), partial(_decode_idx, tuple(files), len(classes)), str(folder))
+        return None
+
+    return probe
+
+
+def _decode_idx(files: tuple[Path, ...], num_classes: int) -> _Decoded:
+    splits = []
+    for images_file, labels_file in (files[:2], files[2:]):
+        X, y = read_idx(images_file, 3), read_idx(labels_file, 1).long()
+        if len(X) != len(y):
+            raise DataError(f"{images_file} has {len(X):,} images but {labels_file} has {len(y):,} labels; "
+                            "one of them is from another release or truncated")
+        check_labels(y, num_classes, labels_file)
+        splits += [X[:, None], y]  # N x 1 x 28 x 28
+    return _Decoded(splits[0], splits[1], splits[2], splits[3], (), _resolved(*files[:2]), _resolved(*files[2:]))
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+_CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+def _probe_cifar10(root: Path, cache_dir: Path) -> _Found | None:
+    for folder in (root / "cifar-10-batches-py", root):
+        if (folder / "data_batch_1").is_file():
+            missing = [n for n in (*_CIFAR_TRAIN, "test_batch") if not (folder / n).is_file()]
+            if missing:
+                raise DataError(f"{folder}: CIFAR-10 batches {', '.join(missing)} are missing; download it again")
+            files = tuple(folder / n for n in (*_CIFAR_TRAIN, "test_batch"))
+            return _Found(files, partial(_decode_cifar, folder), str(folder))
+    archive = root / "cifar-10-python.tar.gz"
+    if archive.is_file():
+        return _Found((archive,), lambda: _decode_cifar(_extracted(archive, cache_dir) / "cifar-10-batches-py"),
+                      str(archive))
+    for candidate in (root / "cifar10-jpg" / "train.tar.gz", root / "cifar10-jpg" / "train"):
+        if candidate.exists():
+            return _image_folder_found(candidate, cache_dir)
+    return None
+
+
+def _decode_cifar(folder: Path) -> _Decoded:
+    parts = [read_cifar_batch(folder / n) for n in _CIFAR_TRAIN]
+    X_test, y_test = read_cifar_batch(folder / "test_batch")
+    classes = read_cifar_meta(folder / "batches.meta") or CIFAR10_CLASSES
+    return _Decoded(torch.cat([X for X, _ in parts]), torch.cat([y for _, y in parts]), X_test, y_test, classes,
+                    _resolved(*(folder / n for n in _CIFAR_TRAIN)), _resolved(folder / "test_batch"))
+
+
+# ---------------------------------------------------------------- image folders
+
+def _is_archive(path: Path) -> bool:
+    return path.name.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def _image_folder_found(path: Path, cache_dir: Path) -> _Found:
+    """An image folder (``root/<class>/...`` or ``root/{train,test}/<class>/...``) or a tar of one."""
+    if _is_archive(path):
+        if not path.is_file():
+            raise DataError(f"{path}: no such archive")
+        return _Found((path,), lambda: _decode_image_root(_extracted(path, cache_dir)), str(path))
+    if not path.is_dir():
+        raise DataError(f"{path}: no such folder; imagefolder:PATH needs a folder of class folders "
+                        "(PATH/<class>/<image>) or a .tar.gz of one")
+    files = tuple(_image_files(path))
+    return _Found(files, lambda: _decode_image_root(path), str(path))
+
+
+def _image_files(root: Path) -> list[Path]:
+    """Every image file under root, for the cache key (path, size and time of each)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        out += [Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    return out
+
+
+def _split_folders(root: Path) -> tuple[Path, Path | None]:
+    """(train folder, test folder or None) of an image-folder root."""
+    entries = [e for e in root.iterdir() if not e.name.startswith(".")] if root.is_dir() else []
+    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / "train").is_dir():
+        root = entries[0]  # an archive with one top folder
+    if (root / "train").is_dir():
+        test = root / "test"
+        return root / "train", (test if test.is_dir() else None)
+    return root, None
+
+
+def _decode_image_root(root: Path) -> _Decoded:
+    train_dir, test_dir = _split_folders(root)
+    X, y, classes = read_image_folder(train_dir)
+    if test_dir is None:
+        return _Decoded(X, y, None, None, classes, _resolved(train_dir), ())
+    if test_dir.resolve() == train_dir.resolve():
+        raise DataError(f"{test_dir} is the training folder {train_dir}; a test split must hold other images")
+    X_test, y_test, _ = read_image_folder(test_dir, classes)
+    if X_test.shape[1:] != X.shape[1:]:
+        if X_test.shape[1] != X.shape[1]:  # one split all gray, the other in colour: keep colour
+            X, X_test = X.expand(-1, 3, -1, -1).contiguous(), X_test.expand(-1, 3, -1, -1).contiguous()
+        if X_test.shape[-2:] != X.shape[-2:]:
+            raise DataError(f"{test_dir}: images are {X_test.shape[-2]}x{X_test.shape[-1]}, the training images "
+                            f"{X.shape[-2]}x{X.shape[-1]}; resize them to one size")
+    return _Decoded(X, y, X_test, y_test, classes, _resolved(train_dir), _resolved(test_dir))
+
+
+def _extracted(archive: Path, cache_dir: Path) -> Path:
+    """The archive extracted (once) under the cache, keyed by its content."""
+    digest = hashlib.sha256()
+    with open(archive, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    target = cache_dir / "extracted" / f"{archive.name.split('.')[0]}-{digest.hexdigest()[:16]}"
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        safe_extract(archive, target)
+    return target
+
+
+DATASETS: dict[str, _Spec] = {
+    "mnist": _Spec("mnist", "MNIST", _probe_idx(tuple(str(i) for i in range(10)), "MNIST"),
+                   "train-images-idx3-ubyte.gz and its three siblings"),
+    "fashion-mnist": _Spec("fashion-mnist", "FashionMNIST", _probe_idx(FASHION_CLASSES, "FashionMNIST"),
+                           "train-images-idx3-ubyte.gz and its three siblings"),
+    "cifar10": _Spec("cifar10", "CIFAR10", _probe_cifar10,
+                     "cifar-10-batches-py/, cifar-10-python.tar.gz or cifar10-jpg/train.tar.gz"),
+}
+_CLASSES = {"mnist": tuple(str(i) for i in range(10)), "fashion-mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES}
+
+
+def default_cache_dir() -> Path:
+    """``$CONVZOO_CACHE``, else ``$XDG_CACHE_HOME/convzoo``, else ``~/.cache/convzoo``."""
+    if os.environ.get("CONVZOO_CACHE"):
+        return Path(os.environ["CONVZOO_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convzoo"
+
+
+def _sources(name: str, data_dir: str | os.PathLike[str] | None, cache_dir: Path) -> list[tuple[str, Path]]:
+    sources = []
+    if data_dir is not None:
+        sources.append(("--data-dir", Path(data_dir)))
+    if os.environ.get("CONVZOO_DATA"):
+        sources.append(("$CONVZOO_DATA", Path(os.environ["CONVZOO_DATA"])))
+    sources += [("Debian", DEBIAN_ROOT / name), ("cache", cache_dir / "datasets" / name)]
+    return sources
+
+
+def _find(spec: _Spec, data_dir: str | os.PathLike[str] | None, cache_dir: Path) -> _Found | None:
+    for label, root in _sources(spec.name, data_dir, cache_dir):
+        for candidate in (root, root / spec.name):
+            found = spec.probe(candidate, cache_dir) if candidate.is_dir() else None
+            if found is not None:
+                return found
+        if label == "--data-dir":
+            if not root.is_dir():
+                raise DataError(f"--data-dir {root}: no such folder")
+            raise DataError(f"{spec.name} not found in --data-dir {root}: expected {spec.expects} there "
+                            f"(or in {root}/{spec.name}/)")
+    return None
+
+
+def _download(spec: _Spec, cache_dir: Path) -> None:
+    import torchvision.datasets
+
+    root = cache_dir / "datasets" / spec.name
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"downloading {spec.name} to {root} (torchvision, checksums verified)", file=sys.stderr)
+    try:
+        for train in (True, False):
+            getattr(torchvision.datasets, spec.torchvision)(str(root), train=train, download=True)
+    except Exception as err:  # network errors, checksum mismatches
+        raise DataError(f"downloading {spec.name} failed ({type(err).__name__}: {err}); "
+                        "get the files another way and pass --data-dir DIR") from None
+
+
+def load_dataset(name: str, *, data_dir: str | os.PathLike[str] | None = None, download: bool = False,
+                 cache_dir: str | os.PathLike[str] | None = None) -> Dataset:
+    """``mnist``, ``fashion-mnist``, ``cifar10`` or ``imagefolder:PATH`` (a folder of class folders, or of
+    ``train/`` and ``test/`` each holding class folders; or a ``.tar.gz`` of one), in memory."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if name.startswith("imagefolder:"):
+        path = Path(name.split(":", 1)[1]).expanduser()
+        if not str(path):
+            raise DataError("imagefolder:PATH needs a path, e.g. imagefolder:./flowers")
+        return _load(name, _image_folder_found(path, cache), cache)
+    spec = DATASETS.get(name)
+    if spec is None:
+        raise DataError(f"unknown data set '{name}'; choose mnist, fashion-mnist, cifar10 or imagefolder:PATH")
+    found = _find(spec, data_dir, cache)
+    if found is None and download:
+        _download(spec, cache)
+        found = _find(spec, None, cache)
+    if found is None:
+        looked = ", ".join(f"{label} {root}" for label, root in _sources(name, data_dir, cache))
+        debian = f"; on Debian: apt-get install dataset-{name}" if name == "fashion-mnist" else ""
+        raise DataError(f"{name} not found (looked in {looked}); get it one of three ways: --data-dir DIR "
+                        f"holding {spec.expects}, the environment variable CONVZOO_DATA=DIR, or --download "
+                        f"(torchvision, checksums verified){debian}")
+    return _load(name, found, cache)
+
+
+def _load(name: str, found: _Found, cache_dir: Path) -> Dataset:
+    key = _cache_key(name, found.files)
+    path = cache_dir / "decoded" / f"{name.replace(':', '-').replace('/', '_')[-60:]}-{key}.safetensors"
+    data = _read_cache(path, name, found)
+    if data is None:
+        d = found.decode()
+        train = Split(d.X, d.y, d.train_files, _digest(d.X, d.y))
+        test = None
+        if d.X_test is not None and d.y_test is not None:
+            test = Split(d.X_test, d.y_test, d.test_files, _digest(d.X_test, d.y_test))
+        mean, std = _channel_stats(d.X)
+        data = Dataset(name, d.classes or _CLASSES[name], train, test, mean, std, found.where)
+        _write_cache(path, data)
+    return data
+
+
+def _cache_key(name: str, files: tuple[Path, ...]) -> str:
+    stats = []
+    for p in files:
+        try:
+            s = p.stat()
+        except OSError as err:
+            raise DataError(f"{p}: cannot be read: {err.strerror}") from None
+        stats.append((str(p.resolve()), s.st_size, s.st_mtime_ns))
+    blob = json.dumps([_CACHE_FORMAT, name, stats]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _digest(X: Tensor, y: Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(X.contiguous().numpy().data)
+    h.update(y.contiguous().numpy().data)
+    return h.hexdigest()
+
+
+def _channel_stats(X: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images on the [0, 1] scale, in float64, 4096 images at a time."""
+    C = X.shape[1]
+    total = torch.zeros(C, dtype=torch.float64)
+    squares = torch.zeros(C, dtype=torch.float64)
+    for lo in range(0, len(X), 4096):
+        chunk = X[lo:lo + 4096].to(torch.float64).transpose(0, 1).reshape(C, -1) / 255
+        total += chunk.sum(1)
+        squares += (chunk * chunk).sum(1)
+    n = X.numel() // C
+    mean = total / n
+    std = (squares / n - mean * mean).clamp_min(0).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _read_cache(path: Path, name: str, found: _Found) -> Dataset | None:
+    if not path.is_file():
+        return None
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        info = json.loads(meta["convzoo"])
+        train = Split(tensors["train_images"], tensors["train_labels"], tuple(info["train_files"]),
+                      info["train_digest"])
+        test = None
+        if "test_images" in tensors:
+            test = Split(tensors["test_images"], tensors["test_labels"], tuple(info["test_files"]),
+                         info["test_digest"])
+        return Dataset(name, tuple(info["classes"]), train, test, tuple(info["mean"]), tuple(info["std"]),
+                       found.where)
+    except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        warnings.warn(f"ignoring the unreadable data cache {path} ({err}); decoding again", stacklevel=3)
+        return None
+
+
+def _write_cache(path: Path, data: Dataset) -> None:
+    """Best effort: a read-only or full cache only costs decoding again next time."""
+    from safetensors.torch import save_file
+
+    tensors = {"train_images": data.train.images, "train_labels": data.train.labels}
+    if data.test is not None:
+        tensors |= {"test_images": data.test.images, "test_labels": data.test.labels}
+    info = {"classes": list(data.classes), "mean": list(data.mean), "std": list(data.std),
+            "train_files": list(data.train.files), "test_files": list(data.test.files) if data.test else [],
+            "train_digest": data.train.digest, "test_digest": data.test.digest if data.test is not None else ""}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"convzoo": json.dumps(info)})
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        warnings.warn(f"could not write the data cache {path} ({err.strerror}); it will be decoded again next time",
+                      stacklevel=3)
+
+
+def split_train_val(split: Split, val_fraction: float, seed: int = 0) -> tuple[Split, Split]:
+    """(train, validation): a random ``val_fraction`` of ``split`` held out, the same for the same seed."""
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
+    n_val = round(len(split) * val_fraction)
+    if n_val == 0 or n_val == len(split):
+        raise DataError(f"--val-split {val_fraction} of {len(split)} images leaves an empty split; choose a "
+                        "fraction that keeps images on both sides")
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    base = split.indices if split.indices is not None else None
+    parts = []
+    for index in (order[n_val:].sort().values, order[:n_val].sort().values):
+        parts.append(Split(split.images[index], split.labels[index], split.files,
+                           indices=base[index] if base is not None else index))
+    return parts[0], parts[1]
+
+
+def check_disjoint(train: Split, *others: Split) -> None:
+    """Refuse evaluation splits that are (part of) the training images: the same source files with
+    overlapping positions, or the same pixels and labels under another name (notes 004 tested on train)."""
+    for other in others:
+        if train.digest and train.digest == other.digest:
+            raise DataError("the evaluation split holds exactly the training images (same pixels and labels); "
+                            "evaluate on a separate test split or hold out --val-split")
+        if set(train.files) & set(other.files):
+            if train.indices is None or other.indices is None or _overlap(train.indices, other.indices):
+                raise DataError(f"the evaluation split is read from the training files "
+                                f"({', '.join(sorted(set(train.files) & set(other.files))[:2])}) and shares images "
+                                "with it; use a separate test split or hold out --val-split")
+
+
+def _overlap(a: Tensor, b: Tensor) -> bool:
+    return bool(torch.isin(a, b).any())
+
+
+def subset(split: Split, index: Tensor) -> Split:
+    """The images at ``index`` (e.g. the first N of a training split for a quick run)."""
+    base = split.indices if split.indices is not None else None
+    return replace(split, images=split.images[index], labels=split.labels[index], digest="",
+                   indices=base[index] if base is not None else index)
