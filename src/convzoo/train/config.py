@@ -1,0 +1,218 @@
+"""One typed training configuration, saved with every result (nanoGPT's GPTConfig, airbench's hyp).
+
+Values are resolved in this order, each overriding the last: the defaults below, a recipe
+(``--recipe d2l`` or ``--recipe fast``), a TOML file (``--config FILE.toml``), command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from convzoo.errors import ConvzooError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["RECIPES", "TrainConfig", "config_diff", "load_config_file", "resolve_config", "save_config"]
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+INITS = ("default", "xavier")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+AUGMENTS = ("none", "flip", "crop", "crop-flip")
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, **meta: Any) -> Any:
+    """A config field with its command-line help (and choices) kept beside it."""
+    metadata = {"help": help, "choices": choices, **meta}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Units are in the help texts."""
+
+    # what to train, on what
+    model: str = _opt("lenet", "zoo model name (convzoo models lists them)")
+    model_kwargs: dict[str, Any] = _opt({}, "extra keyword arguments for the model builder (TOML table)", cli=False)
+    dataset: str = _opt("fashion-mnist", "mnist, fashion-mnist, cifar10 or imagefolder:PATH")
+    data_dir: str | None = _opt(None, "folder holding the data set (else $CONVZOO_DATA, Debian's, the cache)",
+                                run=False)
+    download: bool = _opt(False, "download through torchvision (checksums verified) if the data is absent",
+                          run=False)
+    train_limit: int = _opt(0, "train on the first N images of the training split only (0: all); for quick "
+                                "experiments and benchmarks")
+    # input pipeline, applied to whole batches on the training device
+    resize: int | None = _opt(None, "resize images to this side in pixels (default: the data set's size)")
+    normalize: bool = _opt(True, "subtract the training split's channel means, divide by its stds")
+    augment: str = _opt("none", "training-batch augmentation: random crop with padding and/or horizontal flip",
+                        AUGMENTS)
+    crop_padding: int = _opt(4, "zero padding in pixels for the random crop")
+    # optimisation
+    epochs: int = _opt(10, "passes over the training split")
+    batch_size: int = _opt(256, "images per training step")
+    optimizer: str = _opt("sgd", "sgd (plain), momentum, nesterov, adam or adamw", OPTIMIZERS)
+    lr: float = _opt(0.1, "peak learning rate")
+    momentum: float = _opt(0.9, "momentum for the momentum and nesterov optimizers; beta1 for adam(w)")
+    weight_decay: float = _opt(0.0, "L2 penalty (decoupled for adamw)")
+    schedule: str = _opt("constant", "learning-rate schedule over all steps", SCHEDULES)
+    warmup_epochs: float = _opt(0.0, "linear warm-up from 0 to lr over this many epochs")
+    label_smoothing: float = _opt(0.0, "cross-entropy label smoothing in [0, 1)")
+    init: str = _opt("default", "weight init: the model's own, or xavier (d2l: Xavier-uniform conv/linear)",
+                     INITS)
+    # honesty: choices are made on validation data only
+    val_split: float = _opt(0.0, "fraction of the training split held out for validation (best checkpoint, "
+                                 "early stopping)")
+    val_seed: int = _opt(0, "seed of the validation carve-out (fixed, independent of --seed)")
+    early_stopping: int = _opt(0, "stop after this many epochs without a better validation accuracy (0: off)")
+    # reproducibility and speed
+    seed: int = _opt(0, "seed of every random choice: init, shuffling, augmentation, dropout")
+    device: str = _opt("auto", "auto, cpu, cuda or mps", DEVICES, run=False)
+    channels_last: bool | None = _opt(None, "NHWC memory format for model and batches; unset: auto, on for a CPU "
+                                      "unless the model batch-normalises fewer than 32 channels "
+                                      "(benchmarks/channels_last.py)")
+    compile: bool = _opt(False, "torch.compile the model (costs 15-40 s up front)")
+    amp: bool = _opt(False, "bfloat16 autocast (cuda only; slower than float32 on CPUs without bf16)")
+    eval_batch_size: int = _opt(1024, "images per evaluation step")
+    # output
+    out: str | None = _opt(None, "run directory (default runs/MODEL-DATASET-TIMESTAMP)", run=False)
+    recipe: str | None = _opt(None, "named recipe the values started from (d2l, fast)", cli=False, run=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ConvzooError`` naming the first bad value and what it must be."""
+
+        def bad(name: str, value: Any, must: str) -> ConvzooError:
+            return ConvzooError(f"--{name.replace('_', '-')} must be {must}, got {value!r}")
+
+        for f in fields(self):
+            value, choices = getattr(self, f.name), f.metadata.get("choices")
+            if choices and value not in choices:
+                raise bad(f.name, value, "one of " + ", ".join(choices))
+        if isinstance(self.train_limit, bool) or not isinstance(self.train_limit, int) or self.train_limit < 0:
+            raise bad("train_limit", self.train_limit, "a whole number >= 0")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(name, value, "a whole number >= 1")
+        if self.resize is not None and (isinstance(self.resize, bool) or not isinstance(self.resize, int)
+                                        or self.resize < 1):
+            raise bad("resize", self.resize, "a whole number >= 1")
+        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
+            raise bad("crop_padding", self.crop_padding, "a whole number >= 0")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise bad("lr", self.lr, "a number > 0")
+        for name, lo, hi in (("momentum", 0.0, 1.0), ("label_smoothing", 0.0, 1.0), ("val_split", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and lo <= value < hi):
+                raise bad(name, value, f"a number in [{lo:g}, {hi:g})")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise bad("weight_decay", self.weight_decay, "a number >= 0")
+        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
+            raise bad("warmup_epochs", self.warmup_epochs, f"a number in [0, epochs={self.epochs}]")
+        if isinstance(self.early_stopping, bool) or not isinstance(self.early_stopping, int) or self.early_stopping < 0:
+            raise bad("early_stopping", self.early_stopping, "a whole number >= 0")
+        if self.early_stopping and not self.val_split:
+            raise ConvzooError("--early-stopping needs a validation split (--val-split 0.1, say): "
+                               "the test split is never used for choices")
+        if not isinstance(self.model_kwargs, dict):
+            raise bad("model_kwargs", self.model_kwargs, "a table of builder arguments")
+
+    def run_fields(self) -> dict[str, Any]:
+        """The fields that decide the run's numbers (a resumed run must agree on all of them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("run", True)}
+
+
+# Per-model recipes of d2l's train_ch6 (shared/reference/d2l_results.md): plain SGD, Xavier init, no
+# normalisation or augmentation, 10 epochs; (resize, batch size, lr) per model.
+D2L_TABLE: dict[str, tuple[int, int, float]] = {
+    "lenet": (28, 256, 0.9),
+    "alexnet": (224, 128, 0.01),
+    "vgg11_small": (224, 128, 0.05),
+    "nin": (224, 128, 0.1),
+    "googlenet": (96, 128, 0.1),
+    "lenet_bn_scratch": (28, 256, 1.0),
+    "lenet_bn": (28, 256, 1.0),
+    "resnet18": (96, 256, 0.05),
+    "densenet_d2l": (96, 256, 0.1),
+}
+
+
+def _d2l(model: str) -> dict[str, Any]:
+    if model not in D2L_TABLE:
+        raise ConvzooError(f"d2l has no recipe for {model!r}; it has recipes for {', '.join(D2L_TABLE)}")
+    resize, batch_size, lr = D2L_TABLE[model]
+    return dict(resize=resize, batch_size=batch_size, lr=lr, epochs=10, optimizer="sgd", weight_decay=0.0,
+                schedule="constant", warmup_epochs=0.0, label_smoothing=0.0, init="xavier", normalize=False,
+                augment="none")
+
+
+def _fast(model: str) -> dict[str, Any]:
+    """Our best CPU recipe: Nesterov momentum, one-cycle schedule, label smoothing, normalised input."""
+    return dict(optimizer="nesterov", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="onecycle",
+                warmup_epochs=0.5, label_smoothing=0.1, normalize=True, batch_size=256)
+
+
+RECIPES = {"d2l": _d2l, "fast": _fast}
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config; unknown keys are an error naming them."""
+    try:
+        with open(path, "rb") as f:
+            values = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConvzooError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConvzooError(f"config file {path} is not valid TOML: {err}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConvzooError(f"config file {path}: unknown key(s) {', '.join(unknown)}; "
+                           f"known: {', '.join(sorted(known))}")
+    return values
+
+
+def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the recipe, then the file, then the overrides; validated."""
+    file_values = dict(file_values or {})
+    overrides = dict(overrides or {})
+    recipe = overrides.pop("recipe", None) or recipe or file_values.pop("recipe", None)
+    model = overrides.get("model") or file_values.get("model") or TrainConfig.model
+    values: dict[str, Any] = {}
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ConvzooError(f"unknown recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
+        values.update(RECIPES[recipe](model))
+        values["recipe"] = recipe
+    values.update(file_values)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
+    """Write the resolved config as TOML (``None`` values are left out: TOML has no null)."""
+    values = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
+    Path(path).write_text(tomli_w.dumps(values), encoding="utf-8")
+
+
+def config_diff(a: TrainConfig, b: TrainConfig) -> list[str]:
+    """``field: a -> b`` for every run-deciding field that differs."""
+    left, right = a.run_fields(), b.run_fields()
+    return [f"{k}: {left[k]!r} -> {right[k]!r}" for k in left if left[k] != right[k]]

@@ -1,0 +1,147 @@
+"""Batches from shuffled index slices of uint8 tensors, preprocessed whole on the training device.
+
+No per-sample ``DataLoader`` + PIL path: an epoch is one permutation of the split's indices; each batch
+is one gather from the uint8 images, moved to the device, augmented (random crop with padding,
+horizontal flip) and turned into normalised floats with a few tensor operations.
+
+Every random choice is a pure function of (seed, purpose, epoch, step), so a run resumed at any step
+draws exactly what the uninterrupted run drew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from convzoo.data import Split
+
+__all__ = ["Augment", "Batches", "Preprocess", "derive_seed", "generator"]
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A 63-bit seed for one purpose, e.g. ``derive_seed(0, "shuffle", epoch)``."""
+    digest = hashlib.blake2b(repr((seed, *keys)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def generator(seed: int, *keys: object, device: torch.device | str = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *keys))
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """uint8 ``B x C x H x W`` batch in, float batch out: channels adapted, resized, scaled to [0, 1] and,
+    when ``mean``/``std`` are given, normalised per channel."""
+
+    in_channels: int  # the model's input channels: 1 <-> 3 converted by luminance / repetition
+    size: tuple[int, int] | None = None  # (H, W) to resize to; None keeps the data's size
+    mean: tuple[float, ...] | None = None  # per channel, on the [0, 1] scale
+    std: tuple[float, ...] | None = None
+    channels_last: bool = False
+
+    def __call__(self, X: Tensor) -> Tensor:
+        X = X.float()  # B x C x H x W in 0..255
+        if X.shape[1] != self.in_channels:
+            X = convert_channels(X, self.in_channels)
+        if self.size is not None and tuple(X.shape[-2:]) != self.size:
+            shrinking = self.size[0] < X.shape[-2] or self.size[1] < X.shape[-1]
+            X = F.interpolate(X, size=self.size, mode="bilinear", align_corners=False, antialias=shrinking)
+        if self.mean is not None and self.std is not None:
+            mean = torch.tensor(self.mean, device=X.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=X.device).view(1, -1, 1, 1)
+            X = (X - 255 * mean) / (255 * std)  # (X/255 - mean) / std in one pass
+        else:
+            X = X / 255
+        if self.channels_last:
+            X = X.contiguous(memory_format=torch.channels_last)
+        return X
+
+
+def convert_channels(X: Tensor, channels: int) -> Tensor:
+    """Gray to RGB by repetition, RGB to gray by ITU-R 601 luminance (as PIL's ``convert("L")``)."""
+    have = X.shape[1]
+    if have == 1:
+        return X.expand(-1, channels, -1, -1)
+    if have == 3 and channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=X.dtype, device=X.device).view(1, 3, 1, 1)
+        return (X * weights).sum(dim=1, keepdim=True)
+    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop after zero padding, and/or horizontal flip, drawn independently per image."""
+
+    crop_padding: int = 0  # pixels of zero padding; 0: no crop
+    flip: bool = False
+
+    @classmethod
+    def from_name(cls, name: str, crop_padding: int) -> Augment | None:
+        """``none``, ``flip``, ``crop`` or ``crop-flip`` (the config's ``augment``)."""
+        if name == "none":
+            return None
+        return cls(crop_padding=crop_padding if "crop" in name else 0, flip="flip" in name)
+
+    def __call__(self, X: Tensor, gen: torch.Generator) -> Tensor:
+        B, C, H, W = X.shape
+        if self.crop_padding:
+            p = self.crop_padding
+            padded = F.pad(X, (p, p, p, p))  # B x C x H+2p x W+2p
+            dy = torch.randint(0, 2 * p + 1, (B,), generator=gen, device=gen.device).to(X.device)
+            dx = torch.randint(0, 2 * p + 1, (B,), generator=gen, device=gen.device).to(X.device)
+            rows = (dy[:, None] + torch.arange(H, device=X.device))[:, None, :, None]  # B x 1 x H x 1
+            cols = (dx[:, None] + torch.arange(W, device=X.device))[:, None, None, :]  # B x 1 x 1 x W
+            batch = torch.arange(B, device=X.device)[:, None, None, None]
+            chans = torch.arange(C, device=X.device)[None, :, None, None]
+            X = padded[batch, chans, rows, cols]  # B x C x H x W
+        if self.flip:
+            flip = (torch.rand(B, generator=gen, device=gen.device) < 0.5).to(X.device)
+            X = torch.where(flip[:, None, None, None], X.flip(-1), X)
+        return X
+
+
+class Batches:
+    """Mini-batches of a split: ``epoch(e)`` yields ``(step, X, y)`` with X preprocessed on ``device``.
+
+    Training batches come from a fresh permutation per epoch; evaluation batches are plain slices.
+    The uint8 split moves to an accelerator once (its uint8 size); on the CPU it is not copied.
+    """
+
+    def __init__(self, split: Split, batch_size: int, *, device: torch.device, preprocess: Preprocess,
+                 shuffle: bool = False, augment: Augment | None = None, seed: int = 0) -> None:
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.batch_size = batch_size
+        self.preprocess = preprocess
+        self.shuffle = shuffle
+        self.augment = augment
+        self.seed = seed
+        self.device = device
+        n = len(self.labels)
+        # a final batch of one image would break training-mode batch norm: drop it
+        self.steps = n // batch_size + (1 if n % batch_size > (1 if shuffle else 0) else 0)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """Batches ``start..steps-1`` of epoch ``epoch`` (the same ones whenever asked)."""
+        order = None
+        if self.shuffle:
+            order = torch.randperm(len(self.labels), generator=generator(self.seed, "shuffle", epoch))
+            order = order.to(self.device)
+        for step in range(start, self.steps):
+            lo, hi = step * self.batch_size, (step + 1) * self.batch_size
+            if order is None:
+                X, y = self.images[lo:hi], self.labels[lo:hi]
+            else:
+                index = order[lo:hi]
+                X, y = self.images.index_select(0, index), self.labels.index_select(0, index)
+            if self.augment is not None:
+                X = self.augment(X, generator(self.seed, "augment", epoch, step))
+            yield step, self.preprocess(X), y
