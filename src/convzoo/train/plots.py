@@ -1,0 +1,106 @@
+"""The pictures a run leaves: ``curves.png`` (loss and accuracy per epoch, like d2l's Animator),
+``confusion.png`` and ``samples.png``. Figures are drawn with matplotlib's Agg canvas directly (no
+pyplot state, no display needed) and written atomically."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_confusion", "plot_curves", "plot_samples"]
+
+
+def _figure(**kwargs: Any) -> Figure:
+    """A figure on matplotlib's Agg canvas (imported here: matplotlib costs half a second to import)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Training loss, and train / validation / test accuracy, against the epoch."""
+    epochs = [row["epoch"] for row in history]
+    fig = _figure(figsize=(9, 3.5))
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(epochs, [row["train_loss"] for row in history], "o-", label="train loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("loss")
+    loss_ax.grid(alpha=0.3)
+    loss_ax.legend()
+    for key, label, style in (("train_acc", "train acc", "o-"), ("val_acc", "val acc", "s--"),
+                              ("test_acc", "test acc", "^:")):
+        values = [row.get(key) for row in history]
+        if any(v is not None for v in values):
+            acc_ax.plot(epochs, [float("nan") if v is None else v for v in values], style, label=label)
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("accuracy")
+    acc_ax.grid(alpha=0.3)
+    acc_ax.legend()
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlim(0.5, max(epochs) + 0.5)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_confusion(confusion: Tensor, classes: Sequence[str], path: Path, title: str = "") -> None:
+    """Row-normalised confusion matrix (true class by row), with the counts written in the cells."""
+    counts = confusion.to(torch.float64)
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    k = len(classes)
+    size = max(4.0, 0.6 * k + 2)
+    fig = _figure(figsize=(size, size))
+    ax = fig.subplots()
+    image = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(k), labels=list(classes), rotation=45, ha="right")
+    ax.set_yticks(range(k), labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_samples(images: Tensor, labels: Tensor, predicted: Tensor, classes: Sequence[str], path: Path,
+                 columns: int = 8) -> None:
+    """A grid of uint8 images (``N x C x H x W``) titled ``predicted (true)``; wrong ones in red."""
+    n = len(images)
+    rows = max(1, -(-n // columns))
+    fig = _figure(figsize=(1.6 * columns, 1.8 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        picture = images[i].permute(1, 2, 0).numpy()
+        if picture.shape[2] == 1:
+            ax.imshow(picture[:, :, 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(picture)
+        right = int(predicted[i]) == int(labels[i])
+        ax.set_title(f"{classes[int(predicted[i])]}\n({classes[int(labels[i])]})", fontsize=7,
+                     color="black" if right else "red")
+    _save(fig, path)
