@@ -2,7 +2,7 @@
 
 A zoo behind one registry (``list_models``, ``create_model``, ``model_info``), an inspector
 (``summary``, ``parameters_table``), convolution from first principles (``convzoo.scratch``), and
-training that is fast on a laptop CPU.
+training that is fast on a laptop CPU (``fit``, ``evaluate``, ``load``).
 """
 
 from convzoo.models import (
@@ -15,6 +15,7 @@ from convzoo.models import (
     model_info,
 )
 from convzoo.summary import ModelSummary, ParameterTable, parameters_table, summary
+from convzoo.train import TrainConfig, evaluate, fit, load
 
 __version__ = "0.1.0"
 
@@ -24,9 +25,13 @@ __all__ = [
     "ModelInfo",
     "ModelSummary",
     "ParameterTable",
+    "TrainConfig",
     "__version__",
     "create_model",
+    "evaluate",
+    "fit",
     "list_models",
+    "load",
     "load_torchvision_weights",
     "model_info",
     "parameters_table",

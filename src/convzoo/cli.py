@@ -164,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random numbers (default 0)")
     commands["explain"] = _cmd_explain
 
+    from convzoo.train.commands import register as register_training
+
+    register_training(sub, commands)
+
     parser.set_defaults(_commands=commands)
     return parser
 

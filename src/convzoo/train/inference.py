@@ -1,0 +1,192 @@
+"""Using a trained model: ``load(checkpoint)``, ``evaluate(run_or_checkpoint)``, ``Checkpoint.predict``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from convzoo.data import load_dataset, split_train_val
+from convzoo.errors import ConvzooError
+from convzoo.models import ConvNet, create_model
+from convzoo.train.checkpoint import find_checkpoint, read_checkpoint
+from convzoo.train.env import pick_device
+from convzoo.train.loop import EvalResult, evaluate_batches
+from convzoo.train.pipeline import Batches, Preprocess
+
+__all__ = ["Checkpoint", "EvalReport", "evaluate", "load", "read_image"]
+
+MAX_PIXELS = 64_000_000  # larger declared images are refused before decoding (decompression bombs)
+MIN_SIDE = 4  # smaller images cannot show anything worth classifying
+
+
+@dataclass
+class Checkpoint:
+    """A trained model and everything needed to use it, as saved beside its weights."""
+
+    path: Path
+    model: ConvNet  # in evaluation mode
+    meta: dict[str, Any] = field(repr=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def preprocess(self) -> Preprocess:
+        spec = self.meta["input"]
+        mean, std = spec.get("mean"), spec.get("std")
+        return Preprocess(spec["channels"], tuple(spec["size"]), tuple(mean) if mean else None,
+                          tuple(std) if std else None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[str | os.PathLike[str]] | Tensor,
+                topk: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (class, probability) for each image: paths of image files, or a uint8 ``N x C x H x W`` batch."""
+        if isinstance(images, Tensor):
+            batch = [images[i : i + 1] for i in range(len(images))]
+        else:
+            batch = [read_image(p)[None] for p in images]
+        k = min(topk, len(self.classes))
+        results = []
+        for X in batch:
+            probs = self.model(self.preprocess(X.to(self.device))).softmax(dim=1)[0]
+            values, indices = probs.topk(k)
+            results.append([(self.classes[int(i)], float(v)) for v, i in zip(values, indices, strict=True)])
+        return results
+
+
+def load(checkpoint: str | os.PathLike[str], device: str = "cpu") -> Checkpoint:
+    """Load a checkpoint folder (or a run directory: its best checkpoint, else its last) for use.
+
+    Reads the safetensors weights and the JSON sidecar only (nothing that can run code); the weights
+    must fit the model the sidecar names, tensor by tensor.
+    """
+    folder = find_checkpoint(checkpoint)
+    weights, meta, _ = read_checkpoint(folder, state=False)
+    try:
+        net = create_model(meta["model"], **meta["model_kwargs"])
+    except (KeyError, TypeError) as err:
+        raise ConvzooError(f"{folder / 'model.json'} does not describe a model: {err}") from None
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise ConvzooError(f"{folder / 'model.safetensors'} does not fit {meta['model']}: missing "
+                           f"{missing[:3]}, unexpected {unexpected[:3]}")
+    for key, tensor in expected.items():
+        if weights[key].shape != tensor.shape or weights[key].dtype != tensor.dtype:
+            raise ConvzooError(f"{folder / 'model.safetensors'}: {key} has shape {tuple(weights[key].shape)} "
+                               f"{weights[key].dtype}, {meta['model']} needs {tuple(tensor.shape)} {tensor.dtype}")
+    net.load_state_dict(weights)
+    return Checkpoint(folder, net.to(pick_device(device)).eval(), meta)
+
+
+def read_image(path: str | os.PathLike[str]) -> Tensor:
+    """An image file as uint8 ``C x H x W`` (C = 1 or 3), converted where that is sensible: palette,
+    CMYK, 16-bit and alpha images become gray or RGB (alpha composited over black); tiny images and
+    images declaring more than 64 megapixels are refused."""
+    path = Path(path)
+    if not path.exists():
+        raise ConvzooError(f"{path}: no such file")
+    if path.is_dir():
+        raise ConvzooError(f"{path} is a folder; give image files")
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if width * height > MAX_PIXELS:
+                raise ConvzooError(f"{path} declares {width}x{height} pixels, more than {MAX_PIXELS:,}: refusing "
+                                   "to decode it (a decompression bomb?)")
+            if min(width, height) < MIN_SIDE:
+                raise ConvzooError(f"{path} is {width}x{height} pixels: too small to classify "
+                                   f"(at least {MIN_SIDE}x{MIN_SIDE})")
+            array = _to_uint8(im)
+    except ConvzooError:
+        raise
+    except PermissionError:
+        raise ConvzooError(f"{path}: permission denied") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
+        raise ConvzooError(f"{path} is not an image convzoo can read ({err})") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ConvzooError(f"{path} could not be decoded: {err}") from None
+    tensor = torch.from_numpy(array.copy())  # Pillow's buffer is read-only
+    return tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def _to_uint8(im: Image.Image) -> np.ndarray:
+    """Decode to an H x W (gray) or H x W x 3 (RGB) uint8 array."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and wider gray: scale into 0..255
+        values = np.asarray(im, dtype=np.float64)
+        scale = 1 / 257 if im.mode != "F" or values.max() > 1 else 255.0
+        return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(black, rgba).convert("RGB")
+    if im.mode in ("1", "L"):
+        return np.asarray(im.convert("L"), dtype=np.uint8)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+@dataclass
+class EvalReport:
+    """What ``convzoo eval`` prints: accuracy, top-5, per-class accuracy and the confusion matrix."""
+
+    checkpoint: Path
+    split: str
+    classes: list[str]
+    result: EvalResult
+
+    def __str__(self) -> str:
+        r = self.result
+        lines = [f"checkpoint {self.checkpoint}", f"{self.split} split: {r.count:,} images",
+                 f"accuracy {r.accuracy:.4f}"]
+        if r.top5 is not None:
+            lines.append(f"top-5 accuracy {r.top5:.4f}")
+        width = max(len(c) for c in self.classes)
+        lines.append("")
+        lines.append(f"{'class':<{width}}  accuracy  images")
+        for name, acc, n in zip(self.classes, r.per_class.tolist(), r.confusion.sum(dim=1).tolist(), strict=True):
+            lines.append(f"{name:<{width}}  {acc:8.4f}  {n:6d}")
+        lines.append("")
+        lines.append("confusion matrix (true class by row, predicted by column):")
+        cell = max(5, len(str(int(r.confusion.max()))) + 1)
+        lines.append(" " * width + "".join(f"{i:>{cell}}" for i in range(len(self.classes))))
+        for i, name in enumerate(self.classes):
+            lines.append(f"{name:<{width}}" + "".join(f"{int(v):>{cell}}" for v in r.confusion[i].tolist()))
+        return "\n".join(lines)
+
+
+def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_dir: str | None = None,
+             device: str = "auto", batch_size: int = 1024) -> EvalReport:
+    """Evaluate a run's selected checkpoint (or a given checkpoint) on its data set's test or validation split."""
+    if split not in ("test", "val"):
+        raise ConvzooError(f"--split must be test or val, got {split!r}")
+    ckpt = load(checkpoint, device=str(pick_device(device)))
+    meta = ckpt.meta
+    if data_dir is None:  # where the run found its data
+        data_dir = meta["config"].get("data_dir")
+    data = load_dataset(meta["dataset"], data_dir=data_dir)
+    if split == "test":
+        if data.test is None:
+            raise ConvzooError(f"{data.name} has no test split here; evaluate on the validation split: --split val")
+        chosen = data.test
+    else:
+        fraction = meta["config"].get("val_split", 0.0)
+        if not fraction:
+            raise ConvzooError("this run held out no validation split (--val-split); use --split test")
+        chosen = split_train_val(data.train, fraction, meta["config"].get("val_seed", 0))[1]
+    batches = Batches(chosen, batch_size, device=ckpt.device, preprocess=ckpt.preprocess)
+    result = evaluate_batches(ckpt.model, ckpt.model, batches, len(ckpt.classes))
+    return EvalReport(ckpt.path, split, ckpt.classes, result)

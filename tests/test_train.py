@@ -1,0 +1,312 @@
+"""Training, checkpoints, resume, determinism, divergence, evaluation and prediction on a toy data set
+in the real IDX format (fast), plus the real-data figures when the data is on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import convzoo
+from convzoo.errors import ConvzooError, DivergenceError, RunError
+from convzoo.train import TrainConfig, fit, resolve_config
+from convzoo.train import loop as loop_module
+from convzoo.train.config import D2L_TABLE, config_diff, load_config_file, save_config
+from convzoo.train.loop import Interrupted, lr_at
+from train_fixtures import make_toy_mnist, need_fashion, need_mnist
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_toy_mnist(tmp_path_factory.mktemp("toy") / "mnist")
+
+
+def toy_config(toy: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(model="simple_cnn", dataset="mnist", data_dir=str(toy), epochs=2, batch_size=64,
+                  optimizer="momentum", lr=0.05, out=str(out), eval_batch_size=128)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "checkpoints" / "last" / "model.safetensors")
+
+
+def metric_rows(run: Path) -> list[dict]:
+    """metrics.jsonl without the timing columns (which differ from run to run by nature)."""
+    timing = {"step_img_s", "e2e_img_s", "epoch_time"}
+    return [{k: v for k, v in json.loads(line).items() if k not in timing}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+# ---- config ------------------------------------------------------------------------------------------
+
+
+def test_d2l_recipe_sets_the_published_hyperparameters():
+    config = resolve_config(recipe="d2l", overrides={"model": "googlenet"})
+    assert (config.resize, config.batch_size, config.lr) == D2L_TABLE["googlenet"] == (96, 128, 0.1)
+    assert (config.optimizer, config.init, config.normalize, config.epochs) == ("sgd", "xavier", False, 10)
+    assert config.momentum == 0.9 and config.weight_decay == 0.0 and config.schedule == "constant"
+
+
+def test_d2l_recipe_for_a_model_d2l_did_not_train():
+    with pytest.raises(ConvzooError, match="d2l has no recipe for 'resnet50'"):
+        resolve_config(recipe="d2l", overrides={"model": "resnet50"})
+
+
+def test_precedence_defaults_recipe_file_flags(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('model = "lenet"\nlr = 0.5\nepochs = 3\n')
+    config = resolve_config(recipe="d2l", file_values=load_config_file(path), overrides={"epochs": 4})
+    assert (config.lr, config.epochs, config.batch_size, config.recipe) == (0.5, 4, 256, "d2l")
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = 0.1\nlearning_rate = 3\n")
+    with pytest.raises(ConvzooError, match="unknown key.*learning_rate"):
+        load_config_file(bad)
+    bad.write_text("lr = = 1")
+    with pytest.raises(ConvzooError, match="not valid TOML"):
+        load_config_file(bad)
+    with pytest.raises(ConvzooError, match="not found"):
+        load_config_file(tmp_path / "missing.toml")
+
+
+def test_config_round_trip(tmp_path):
+    config = TrainConfig(model="resnet18_cifar", resize=40, model_kwargs={"num_classes": 10}, augment="crop-flip")
+    save_config(config, tmp_path / "config.toml")
+    again = resolve_config(file_values=load_config_file(tmp_path / "config.toml"))
+    assert again == config and config_diff(config, again) == []
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("lr", 0.0, "--lr must be a number > 0"),
+    ("lr", float("nan"), "--lr must be a number > 0"),
+    ("batch_size", 0, "--batch-size must be a whole number >= 1"),
+    ("epochs", 0, "--epochs must be a whole number >= 1"),
+    ("resize", -3, "--resize must be a whole number >= 1"),
+    ("optimizer", "rmsprop", "--optimizer must be one of sgd, momentum"),
+    ("label_smoothing", 1.0, "--label-smoothing must be a number in"),
+    ("early_stopping", 3, "needs a validation split"),
+])
+def test_config_validation(field, value, message):
+    with pytest.raises(ConvzooError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_schedules():
+    cfg = TrainConfig(lr=1.0, epochs=2, schedule="onecycle", warmup_epochs=1)
+    assert lr_at(cfg, 0, 10) == pytest.approx(0.1) and lr_at(cfg, 9, 10) == pytest.approx(1.0)
+    assert lr_at(cfg, 19, 10) == pytest.approx(0.1)  # linear to zero at the end
+    cos = TrainConfig(lr=1.0, epochs=1, schedule="cosine")
+    assert lr_at(cos, 0, 100) == pytest.approx(1.0) and lr_at(cos, 99, 100) < 0.01
+    assert lr_at(TrainConfig(lr=0.3), 500, 10) == 0.3
+
+
+# ---- a run, end to end -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_run(toy, tmp_path_factory) -> tuple[Path, convzoo.train.RunResult]:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = fit(toy_config(toy, out, val_split=0.2), progress=False)
+    return out, result
+
+
+def test_run_directory_contents(toy_run):
+    run, result = toy_run
+    for name in ("config.toml", "run.json", "metrics.csv", "metrics.jsonl", "curves.png", "confusion.png",
+                 "samples.png"):
+        assert (run / name).stat().st_size > 0, name
+    assert (run / "checkpoints" / "last").is_symlink() and (run / "checkpoints" / "best").is_symlink()
+    meta = json.loads((run / "checkpoints" / "last" / "model.json").read_text())
+    assert meta["model"] == "simple_cnn" and meta["dataset"] == "mnist" and meta["epoch"] == 2
+    assert meta["model_kwargs"] == {"num_classes": 10, "in_channels": 1}
+    assert meta["input"]["size"] == [28, 28] and len(meta["input"]["mean"]) == 1
+    assert meta["metrics"]["epoch"] == 2 and meta["config"]["lr"] == 0.05
+    env = json.loads((run / "run.json").read_text())["environment"]
+    assert {"torch", "torchvision", "python", "git_revision", "cpu", "device"} <= set(env)
+    assert len(result.history) == 2 and result.history[-1]["test_acc"] > 0.5
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("epoch,lr,train_loss,train_acc,val_acc,test_acc,step_img_s,e2e_img_s,epoch_time")
+
+
+def test_best_checkpoint_chosen_on_validation_only(toy_run):
+    run, result = toy_run
+    vals = [row["val_acc"] for row in result.history]
+    best = os.readlink(run / "checkpoints" / "best")
+    assert best == f"epoch-{vals.index(max(vals)) + 1:04d}"
+    assert result.selected_epoch == vals.index(max(vals)) + 1
+
+
+def test_eval_and_predict_a_run(toy_run, tmp_path):
+    run, _ = toy_run
+    report = convzoo.evaluate(run, "test")
+    assert report.result.count == 200 and 0 <= report.result.accuracy <= 1
+    text = str(report)
+    assert "accuracy" in text and "top-5 accuracy" in text and "confusion matrix" in text
+    val = convzoo.evaluate(run, "val")
+    assert val.result.count == 120
+    from train_fixtures import toy_images
+
+    images, labels = toy_images(4, seed=7)
+    paths = []
+    for i, image in enumerate(images):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    ckpt = convzoo.load(run)
+    top = ckpt.predict(paths, topk=3)
+    assert len(top) == 4 and all(len(t) == 3 for t in top)
+    assert all(abs(sum(p for _, p in t) - 1) < 1.0 + 1e-6 for t in top)
+    assert sum(t[0][0] == ckpt.classes[int(y)] for t, y in zip(top, labels, strict=True)) >= 3
+
+
+def test_same_seed_same_bits(toy, tmp_path):
+    a = fit(toy_config(toy, tmp_path / "a", epochs=1, augment="crop-flip"), progress=False)
+    b = fit(toy_config(toy, tmp_path / "b", epochs=1, augment="crop-flip"), progress=False)
+    assert all(torch.equal(x, weights(a.run_dir)[k]) for k, x in weights(b.run_dir).items())
+    assert metric_rows(a.run_dir) == metric_rows(b.run_dir)
+    c = fit(toy_config(toy, tmp_path / "c", epochs=1, augment="crop-flip", seed=1), progress=False)
+    assert not all(torch.equal(x, weights(a.run_dir)[k]) for k, x in weights(c.run_dir).items())
+
+
+@pytest.mark.parametrize("stop_at", [(0, 3), (1, 0)])  # inside the first epoch; at the second's first step
+def test_resume_after_interruption_equals_uninterrupted(toy, tmp_path, monkeypatch, stop_at):
+    model = dict(model="three_conv_cnn", augment="flip")  # some randomness in every step
+    full = fit(toy_config(toy, tmp_path / "full", **model), progress=False)
+    real_update = loop_module.Progress.update
+
+    def interrupt(self, step, loss=None):
+        if (self.epoch - 1, step) == stop_at:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does: caught, state saved at the step's end
+        return real_update(self, step, loss)
+
+    monkeypatch.setattr(loop_module.Progress, "update", interrupt)
+    with pytest.raises(Interrupted) as stop:
+        fit(toy_config(toy, tmp_path / "cut", **model), progress=True)
+    assert stop.value.exit_code == 130
+    monkeypatch.setattr(loop_module.Progress, "update", real_update)
+    resumed = fit(toy_config(toy, tmp_path / "cut", **model), resume=tmp_path / "cut", progress=False)
+    assert all(torch.equal(x, weights(full.run_dir)[k]) for k, x in weights(resumed.run_dir).items())
+    assert metric_rows(full.run_dir) == metric_rows(resumed.run_dir)
+
+
+def test_divergence_names_epoch_step_lr_and_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = torch.nn.CrossEntropyLoss.forward
+
+    def poisoned(self, logits, y):  # a NaN loss on the 4th step of the second epoch (10 steps per epoch)
+        calls["n"] += 1
+        loss = real(self, logits, y)
+        return loss * float("nan") if calls["n"] == 14 else loss
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    run = tmp_path / "nan"
+    with pytest.raises(DivergenceError, match=r"loss became nan at epoch 2, step 4 \(lr 0.05\); lower the learning"):
+        fit(toy_config(toy, run), progress=False)
+    assert os.readlink(run / "checkpoints" / "last") == "epoch-0001"
+    assert json.loads((run / "checkpoints" / "last" / "model.json").read_text())["epoch"] == 1
+
+
+def test_existing_run_directory_is_not_overwritten(toy_run, toy):
+    run, _ = toy_run
+    before = (run / "metrics.csv").read_text()
+    with pytest.raises(RunError, match="already holds a run; continue it with --resume"):
+        fit(toy_config(toy, run), progress=False)
+    assert (run / "metrics.csv").read_text() == before
+
+
+def test_resume_with_another_config_lists_the_differences(toy_run, toy):
+    run, _ = toy_run
+    with pytest.raises(RunError, match=r"differs from the run's: .*lr: 0.05 -> 0.1.*val_split: 0.2 -> 0.0"):
+        fit(toy_config(toy, run, lr=0.1), resume=run, progress=False)
+
+
+def test_second_run_on_a_locked_directory_is_refused_and_a_stale_lock_taken_over(toy, tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "locked"
+    run.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / "lock").write_text(f"{sleeper.pid} host\n")
+        with pytest.raises(RunError, match=f"in use by process {sleeper.pid}"):
+            fit(toy_config(toy, run, epochs=1), progress=False)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    (run / "lock").write_text(f"{sleeper.pid} host\n")  # its owner is dead now
+    fit(toy_config(toy, run, epochs=1), progress=False)
+    assert not (run / "lock").exists()
+
+
+def test_too_small_input_is_refused_before_training(toy, tmp_path):
+    with pytest.raises(ValueError, match="alexnet: input 28x28 is smaller than the minimum 65x65.*--resize 224"):
+        fit(toy_config(toy, tmp_path / "x", model="alexnet"), progress=False)
+    assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+def test_cli_train_eval_predict(toy, tmp_path, capsys):
+    from convzoo.cli import main
+
+    run = tmp_path / "cli"
+    code = main(["train", "--model", "simple_cnn", "--dataset", "mnist", "--data-dir", str(toy), "--epochs", "1",
+                 "--batch-size", "64", "--optimizer", "momentum", "--lr", "0.05", "--out", str(run), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "epoch" in out.splitlines()[1] and "test accuracy" in out.splitlines()[-1]
+    assert main(["eval", str(run), "--data-dir", str(toy)]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
+    assert main(["predict", str(run / "checkpoints" / "last"), str(image), "--topk", "2"]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}: ")
+    assert main(["train", "--model", "nope", "--dataset", "mnist", "--data-dir", str(toy), "--out",
+                 str(tmp_path / "y")]) == 2
+    assert main(["train", "--lr", "0", "--out", str(tmp_path / "z")]) == 2
+    assert main(["predict", str(run), str(tmp_path / "missing.png")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nope'" in err and "--lr must be a number > 0" in err and "no such file" in err
+
+
+# ---- real data (skipped with the reason when absent) -----------------------------------------------
+
+
+@pytest.mark.data
+def test_lenet_d2l_recipe_on_fashion_mnist(tmp_path):
+    """d2l's sigmoid LeNet (lr 0.9, Xavier, plain SGD) leaves chance level slowly: after 2 epochs its test
+    accuracy is 0.10-0.64 depending on the seed (median 0.54 over 17 seeds, in convzoo and in the reference
+    DataLoader pipeline alike), so 0.65 after 2 epochs is not a property of the recipe. After 5 epochs
+    every seed tried is above 0.73 (docs/training.md); d2l publishes 0.80 after 10."""
+    need_fashion()
+    config = resolve_config(recipe="d2l", overrides={"model": "lenet", "epochs": 5, "out": str(tmp_path / "r")})
+    result = fit(config, progress=False)
+    accuracy = [row["test_acc"] for row in result.history]
+    assert accuracy[-1] > 0.70 and accuracy[0] < accuracy[-1]
+
+
+@pytest.mark.data
+def test_simple_cnn_one_epoch_on_mnist(tmp_path):
+    root = need_mnist()
+    config = resolve_config(recipe="fast", overrides={"model": "simple_cnn", "dataset": "mnist", "epochs": 1,
+                                                      "data_dir": str(root.parent), "out": str(tmp_path / "r")})
+    assert fit(config, progress=False).history[-1]["test_acc"] > 0.97
+
+
+@pytest.mark.data
+def test_simple_cnn_with_the_notes_hyperparameters(tmp_path):
+    """Notes 001's own recipe (batch 64, SGD lr 0.01, momentum 0.5, normalised) reaches 0.962-0.970 after
+    one epoch over seeds 0-4; 0.97 needs the fast recipe (above) or a second epoch."""
+    root = need_mnist()
+    config = TrainConfig(model="simple_cnn", dataset="mnist", data_dir=str(root.parent), epochs=1, batch_size=64,
+                         optimizer="momentum", momentum=0.5, lr=0.01, out=str(tmp_path / "r"))
+    assert fit(config, progress=False).history[-1]["test_acc"] > 0.955
