@@ -113,6 +113,7 @@ def convzoo_worker(args: argparse.Namespace, out: Path) -> dict:
                "--data-dir", str(args.source)]
     if args.train_limit:
         command += ["--train-limit", str(args.train_limit)]
+    command += args.convzoo_flag
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"epochs": [{k: row[k] for k in ("epoch_time", "train_loss", "train_acc", "test_acc")} for row in rows]}
@@ -127,6 +128,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the reference (d2l: 4)")
     parser.add_argument("--source", type=Path, default=DEBIAN, help="folder with the Fashion-MNIST IDX files")
     parser.add_argument("--json", type=Path, help="write the measurements here")
+    parser.add_argument("--convzoo-flag", action="append", default=[], metavar="FLAG",
+                        help="an extra flag for convzoo train, e.g. --convzoo-flag=--compile (repeatable)")
     parser.add_argument("--worker", choices=("reference",), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -162,7 +165,16 @@ def main() -> None:
     images = args.train_limit or 60000
     print(f"\n{args.model}, {images:,} training images + 10,000 test images per epoch, {args.runs} runs x "
           f"{args.epochs} epochs per side")
-    print(f"median epoch time: reference {ref:.2f} s, convzoo {ours:.2f} s; ratio {ref / ours:.2f}x")
+    print(f"median epoch time: reference {ref:.2f} s, convzoo {ours:.2f} s; ratio {ref / ours:.2f}x"
+          + (f" (convzoo with {' '.join(args.convzoo_flag)})" if args.convzoo_flag else ""))
+
+    def epoch_times(side: str, first: bool) -> list[float]:
+        return [e["epoch_time"] for run in results[side] for e in (run["epochs"][:1] if first else run["epochs"][1:])]
+
+    if args.epochs > 1:
+        for label, first in (("first epochs", True), ("later epochs", False)):
+            r, o = statistics.median(epoch_times("reference", first)), statistics.median(epoch_times("convzoo", first))
+            print(f"  {label}: reference {r:.2f} s, convzoo {o:.2f} s; ratio {r / o:.2f}x")
     print("test accuracy after each epoch, mean (min..max) over seeds:")
     for e in range(args.epochs):
         cells = []
@@ -176,7 +188,8 @@ def main() -> None:
         import torch
 
         args.json.write_text(json.dumps({
-            "model": args.model, "epochs": args.epochs, "runs": args.runs, "train_limit": args.train_limit,
+            "model": args.model, "epochs": args.epochs, "convzoo_flags": args.convzoo_flag, "runs": args.runs,
+            "train_limit": args.train_limit,
             "median_epoch_time": {"reference": ref, "convzoo": ours}, "ratio": ref / ours, "results": results,
             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
         }, indent=2))

@@ -39,7 +39,7 @@ from convzoo.train.checkpoint import (
     write_text_atomic,
 )
 from convzoo.train.config import TrainConfig, config_diff, load_config_file, resolve_config, save_config
-from convzoo.train.env import environment, pick_device
+from convzoo.train.env import environment, keep_batch_memory, pick_device
 from convzoo.train.pipeline import Augment, Batches, Preprocess, derive_seed
 from convzoo.train.plots import plot_confusion, plot_curves, plot_samples
 from convzoo.train.report import EpochTable, Progress, write_metrics
@@ -336,6 +336,7 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, progress: bool
 
 def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progress: bool, out: TextIO) -> RunResult:
     device = pick_device(config.device)
+    keep_batch_memory()
     if config.amp and device.type != "cuda":
         raise ConvzooError("--amp is for CUDA devices only (bfloat16 on this CPU is 5-8x slower than float32)")
     data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
