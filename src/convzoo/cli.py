@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_training(sub, commands)
 
+    from convzoo.bench import register as register_bench
+
+    register_bench(sub, commands)
+
     parser.set_defaults(_commands=commands)
     return parser
 
