@@ -174,9 +174,10 @@ class _EpochState:
 
 
 def auto_channels_last(net: nn.Module, device: torch.device) -> bool:
-    """The memory format ``--channels-last`` left unset picks: NHWC on a CPU, where oneDNN's convolutions
-    run 1.1-1.7x faster in it for every zoo model measured, except when a BatchNorm2d normalises fewer
-    than 32 channels (BN-LeNet: 2.5x slower, batch norm over 6 channels vectorises badly in NHWC).
+    """The memory format ``--channels-last`` left unset picks: NHWC on a CPU, where the training step runs
+    1.1-1.4x faster in it for every zoo model measured (benchmarks/channels_last.py), except when a
+    BatchNorm2d normalises fewer than 32 channels (BN-LeNet: 2.6x slower; batch norm over 6 channels
+    vectorises badly in NHWC).
     NCHW on accelerators. Deterministic for a model, so a resumed run makes the same choice."""
     if device.type != "cpu":
         return False
