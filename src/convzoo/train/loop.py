@@ -323,19 +323,22 @@ def _signals_caught() -> Iterator[Callable[[], int | None]]:
 
 
 def fit(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = True,
-        out: TextIO | None = None) -> RunResult:
+        out: TextIO | None = None, on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> RunResult:
     """Train ``config.model`` on ``config.dataset``; resume the run in ``resume`` if given.
 
     Writes the run directory (config.toml, run.json, metrics.csv/jsonl, curves.png, confusion.png,
-    samples.png, checkpoints/) and returns its history and the selected epoch's metrics.
+    samples.png, checkpoints/) and returns its history and the selected epoch's metrics. ``on_epoch``
+    sees each epoch's metrics row once its checkpoint is written and may end the run by returning True
+    (benchmarks/time_to_accuracy.py stops at its target so).
     """
     out = out or sys.stdout
     run_dir, config, resuming = _prepare_run_dir(config, resume)
     with RunLock(run_dir):
-        return _fit_locked(config, run_dir, resuming, progress, out)
+        return _fit_locked(config, run_dir, resuming, progress, out, on_epoch)
 
 
-def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progress: bool, out: TextIO) -> RunResult:
+def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progress: bool, out: TextIO,
+                on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> RunResult:
     device = pick_device(config.device)
     keep_batch_memory()
     if config.amp and device.type != "cuda":
@@ -468,6 +471,9 @@ def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progres
             epoch, start_step = epoch + 1, 0
             if caught() is not None:
                 raise Interrupted(caught() or signal.SIGINT, ckpt_root / name)
+            if on_epoch is not None and on_epoch(row) and epoch < config.epochs:
+                stopped = "stopped by the caller"
+                break
             if config.early_stopping and since_best >= config.early_stopping and epoch < config.epochs:
                 stopped = "early stopping"
                 print(f"early stopping: no better validation accuracy for {since_best} epochs", file=out)

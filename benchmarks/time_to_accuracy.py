@@ -1,0 +1,154 @@
+"""Time to a target accuracy, by MLPerf's rules, with ``--recipe fast`` and a zoo model.
+
+    python benchmarks/time_to_accuracy.py TASK [--runs N] [--data-dir DIR] [--cold-cache] [--json FILE] [--plot FILE]
+    python benchmarks/time_to_accuracy.py --list
+
+The clock starts before the data is first touched (``convzoo.fit`` loads it) and stops when the target
+is first reached on the evaluation split, checked after every epoch; evaluation, checkpoints and plots
+are inside the clock. Each run uses another seed; the median and the spread are reported, and a run that
+ends its epochs short of the target is reported with how far it got. The decoded-data cache is warm
+unless ``--cold-cache`` (then decoding is timed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Task:
+    dataset: str
+    target: float
+    split: str  # "test", or "val" for CIFAR-10 (the shared copy has no test split)
+    goal_s: float | None  # the issue's goal, seconds (None: report the best time)
+    overrides: dict[str, Any] = field(default_factory=dict)  # on top of --recipe fast
+
+
+TASKS: dict[str, Task] = {
+    "mnist-99": Task("mnist", 0.99, "test", 30, dict(model="fastcnn_mnist", epochs=3, batch_size=256, lr=0.2)),
+    "fashion-91": Task("fashion-mnist", 0.91, "test", 60,
+                       dict(model="fastcnn_mnist", epochs=3, batch_size=256, lr=0.2, augment="flip")),
+    "fashion-93": Task("fashion-mnist", 0.93, "test", 300,
+                       dict(model="fastcnn_fashion", epochs=6, batch_size=256, lr=0.2, augment="crop-flip",
+                            crop_padding=2)),
+    "cifar10-85": Task("cifar10", 0.85, "val", 1200,
+                       dict(model="fastcnn_cifar", epochs=10, batch_size=512, lr=0.4, augment="crop-flip",
+                            crop_padding=2, val_split=0.1)),
+    "cifar10-90": Task("cifar10", 0.90, "val", None,
+                       dict(model="fastcnn_cifar", epochs=24, batch_size=512, lr=0.4, augment="crop-flip",
+                            crop_padding=2, val_split=0.1)),
+}
+
+
+def one_run(task: Task, seed: int, data_dir: str | None, work: Path) -> dict[str, Any]:
+    from convzoo.train.config import resolve_config
+    from convzoo.train.loop import fit
+
+    config = resolve_config(recipe="fast", overrides={**task.overrides, "dataset": task.dataset, "seed": seed,
+                                                      "data_dir": data_dir, "out": str(work / f"run-{seed}")})
+    key = f"{task.split}_acc"
+    curve: list[tuple[float, float]] = []
+    reached: list[float] = []
+
+    def on_epoch(row: dict[str, Any]) -> bool:
+        curve.append((time.perf_counter() - start, row[key]))
+        if row[key] >= task.target and not reached:
+            reached.append(curve[-1][0])
+        return bool(reached)
+
+    start = time.perf_counter()
+    with open(os.devnull, "w") as quiet:
+        fit(config, progress=False, out=quiet, on_epoch=on_epoch)
+    return {"seed": seed, "seconds": reached[0] if reached else None, "curve": curve,
+            "best": max(acc for _, acc in curve), "epochs": len(curve)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", nargs="?", choices=sorted(TASKS))
+    parser.add_argument("--list", action="store_true", help="print the tasks and their configurations")
+    parser.add_argument("--runs", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--data-dir", help=f"default: {SHARED} for mnist and cifar10, Debian's for fashion-mnist")
+    parser.add_argument("--epochs", type=int, help="override the task's epochs (CI smoke runs)")
+    parser.add_argument("--train-limit", type=int, help="train on the first N images (CI smoke runs)")
+    parser.add_argument("--cold-cache", action="store_true", help="decode the data afresh inside the clock")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path, help="accuracy against time, one curve per run (PNG)")
+    args = parser.parse_args(argv)
+    if args.list or args.task is None:
+        for name, task in TASKS.items():
+            goal = f"goal {task.goal_s:g} s" if task.goal_s else "report the best time"
+            print(f"{name:<12} {task.dataset} >= {task.target:.1%} on {task.split}, {goal}: --recipe fast "
+                  + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in task.overrides.items()))
+        return 0
+    task = TASKS[args.task]
+    overrides = dict(task.overrides)
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    if args.train_limit:
+        overrides["train_limit"] = args.train_limit
+    task = Task(task.dataset, task.target, task.split, task.goal_s, overrides)
+    data_dir = args.data_dir or (str(SHARED) if task.dataset in ("mnist", "cifar10") else None)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="convzoo-tta-") as tmp:
+        work = Path(tmp)
+        if args.cold_cache:
+            os.environ["CONVZOO_CACHE"] = str(work / "cache")
+        else:  # warm the decoded cache outside the clock
+            from convzoo.data import load_dataset
+
+            load_dataset(task.dataset, data_dir=data_dir)
+        for seed in range(args.runs):
+            if args.cold_cache:
+                import shutil
+
+                shutil.rmtree(work / "cache", ignore_errors=True)
+            run = one_run(task, seed, data_dir, work)
+            runs.append(run)
+            got = f"{run['seconds']:.1f} s" if run["seconds"] is not None else \
+                f"not reached (best {run['best']:.4f})"
+            print(f"seed {seed}: {got}; {run['epochs']} epochs, accuracy by epoch "
+                  + " ".join(f"{acc:.4f}" for _, acc in run["curve"]), flush=True)
+    times = [r["seconds"] for r in runs if r["seconds"] is not None]
+    summary = f"{args.task}: {len(times)}/{len(runs)} runs reached {task.target:.1%} on {task.split}"
+    if times:
+        summary += f"; median {statistics.median(times):.1f} s (min {min(times):.1f}, max {max(times):.1f})"
+        if task.goal_s:
+            verdict = "meets" if statistics.median(times) <= task.goal_s else "misses"
+            summary += f"; {verdict} the goal of {task.goal_s:g} s"
+    else:
+        summary += f"; best accuracy {max(r['best'] for r in runs):.4f}"
+    print(summary)
+    if args.json:
+        args.json.write_text(json.dumps({"task": args.task, "target": task.target, "split": task.split,
+                                         "goal_s": task.goal_s, "config": overrides, "runs": runs}, indent=2))
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for run in runs:
+            ax.plot([t for t, _ in run["curve"]], [a for _, a in run["curve"]], marker="o", label=f"seed {run['seed']}")
+        ax.axhline(task.target, color="gray", linestyle="--", label=f"target {task.target:.0%}")
+        ax.set(xlabel="seconds from first touch of the data", ylabel=f"{task.split} accuracy", title=args.task)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=100)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
