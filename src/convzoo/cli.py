@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as err:
         print(err, file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, PermissionError) as err:
+    except (ValueError, OSError) as err:  # ConvzooError is a ValueError; disk full, permissions: OSError
         print(f"convzoo: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

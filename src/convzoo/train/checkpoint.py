@@ -16,6 +16,7 @@ A crash at any moment leaves ``last`` pointing at a complete checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import socket
@@ -100,11 +101,10 @@ def write_checkpoint(root: Path, name: str, weights: Mapping[str, Tensor], meta:
         else:
             os.replace(tmp, final)
         _fsync_dir(root)
-    except OSError as err:
+    except (OSError, SafetensorError, RuntimeError) as err:  # disk full, write errors (torch.save: RuntimeError)
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ConvzooError(
-            f"could not save checkpoint {final}: {err.strerror or err}; the previous checkpoint is intact"
-        ) from None
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+        raise ConvzooError(f"could not save checkpoint {final}: {reason}; the previous checkpoint is intact") from None
     return final
 
 
@@ -130,6 +130,49 @@ def prune(root: Path) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         elif entry.is_dir() and entry.name.startswith("epoch-") and entry.name not in keep:
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _order(name: str) -> tuple[int, float]:
+    """Training progress a checkpoint name stands for: epoch-0003-step-0010 (during epoch 3) comes
+    before epoch-0003 (after it)."""
+    parts = name.split("-")
+    epoch, step = int(parts[1]), (int(parts[3]) if len(parts) >= 4 else math.inf)
+    return epoch, step
+
+
+def latest_intact(root: Path) -> Path | None:
+    """The checkpoint to resume from: the one ``last`` names if it is complete, else the furthest complete
+    one in ``root`` (a kill between the two renames of a re-save leaves it as ``.old-NAME-PID``); None if
+    there is none."""
+    def complete(folder: Path) -> bool:
+        return all((folder / f).is_file() for f in ("model.safetensors", "model.json", "state.pt"))
+
+    last = root / "last"
+    if last.exists() and complete(last):
+        return last
+    candidates: list[tuple[tuple[int, float], Path]] = []
+    for entry in root.iterdir() if root.is_dir() else ():
+        name = entry.name[len(".old-"):].rsplit("-", 1)[0] if entry.name.startswith(".old-") else entry.name
+        if name.startswith("epoch-") and not entry.is_symlink() and entry.is_dir() and complete(entry):
+            candidates.append((_order(name), entry))
+    return max(candidates)[1] if candidates else None
+
+
+def restore(root: Path) -> Path | None:
+    """Make ``root`` resumable after a crash and return the checkpoint to resume from (None if there is
+    none): the furthest complete checkpoint, renamed back if a kill left it as ``.old-NAME-PID``, with
+    ``last`` pointing at it."""
+    folder = latest_intact(root)
+    if folder is None:
+        return None
+    if folder.name.startswith(".old-"):
+        target = root / folder.name[len(".old-"):].rsplit("-", 1)[0]
+        shutil.rmtree(target, ignore_errors=True)  # the incomplete re-save that replaced it
+        os.replace(folder, target)
+        folder = target
+    folder = folder.resolve()
+    point(root, "last", folder.name)
+    return root / folder.name
 
 
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:

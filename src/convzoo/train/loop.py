@@ -35,6 +35,7 @@ from convzoo.train.checkpoint import (
     point,
     prune,
     read_checkpoint,
+    restore,
     write_checkpoint,
     write_text_atomic,
 )
@@ -390,14 +391,21 @@ def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progres
     history: list[dict[str, Any]] = []
     epoch, start_step, sums = 0, 0, _EpochState()
     best_val, since_best, best_epoch = -1.0, 0, None
-    if resuming:
-        weights, meta, state = read_checkpoint(ckpt_root / "last")
+    resume_from = restore(ckpt_root) if resuming else None
+    if resuming and resume_from is None:  # killed before its first checkpoint: the same run from the start
+        print(f"{run_dir} has no checkpoint yet; starting it from the beginning", file=out, flush=True)
+        resuming = False
+    if resuming and resume_from is not None:
+        weights, meta, state = read_checkpoint(resume_from)
         net.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
         history = list(state["history"])
         epoch, start_step = int(state["epoch"]), int(state["step"])
         sums = _EpochState(**state["sums"])
         best_val, since_best, best_epoch = float(state["best_val"]), int(state["since_best"]), state["best_epoch"]
+        # a kill between writing a checkpoint and moving the pointers leaves `best` behind: set it again
+        if best_epoch is not None and (ckpt_root / checkpoint_name(best_epoch)).is_dir():
+            point(ckpt_root, "best", checkpoint_name(best_epoch))
         print(f"resuming {run_dir} at epoch {epoch + 1}, step {start_step}", file=out, flush=True)
     else:
         save_config(config, run_dir / "config.toml")
