@@ -165,3 +165,37 @@ def test_disk_full_while_saving_is_a_clear_error_and_leaves_the_previous_checkpo
     assert not leftovers and all(p.name in ("last", "best") or (p / "state.pt").exists()
                                  for p in (run / "checkpoints").iterdir())
     record_counts("faults", "disk full while saving", 1, 1)
+
+
+def test_two_runs_on_one_directory(toy, tmp_path, record_counts):
+    """The second process is refused while the first trains (the lock names its pid)."""
+    run = tmp_path / "run"
+    first = launch(train_args(toy, run) + ["--epochs", "200"])  # long enough to outlive the second's start
+    try:
+        deadline = time.time() + 60
+        while not (run / "lock").exists() and time.time() < deadline:
+            time.sleep(0.02)
+        second = subprocess.run([sys.executable, str(DRIVER), "--", "train", "--resume", str(run), "--data-dir",
+                                 str(toy)], capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first run ended before the second started; lengthen it"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert second.returncode == 2 and f"in use by process {first.pid}" in second.stderr, second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    assert first.returncode == 143 and not (run / "lock").exists()  # the first saved, exited, unlocked
+    record_counts("faults", "second run on a locked directory", 1, 1)
+
+
+def test_resume_with_a_different_config_lists_the_fields(toy, tmp_path, capsys, record_counts):
+    from convzoo.cli import main
+
+    run = tmp_path / "run"
+    assert main(train_args(toy, run)[:-1] + ["--epochs", "1"]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    code = main(["train", "--resume", str(run), "--data-dir", str(toy), "--lr", "0.5", "--batch-size", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "differs from the run's" in err and "lr:" in err and "batch_size: 16 -> 32" in err, err
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    record_counts("faults", "resume with a different config", 1, 1)
