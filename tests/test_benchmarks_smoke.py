@@ -1,0 +1,75 @@
+"""Every script in benchmarks/ runs on a tiny budget, so none of them rots (issue 5: CI smoke runs).
+
+They run as subprocesses, as a user would run them; real-data ones are skipped with the reason when the
+data is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from train_fixtures import SHARED_DATA, need_fashion, need_mnist
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str, timeout: int = 300) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_train_step_peak(tmp_path):
+    out = run("train_step_peak.py", "--model", "lenet", "--batch-size", "8", "--steps", "1", "--no-compile",
+              "--json", str(tmp_path / "p.json"))
+    assert "fp32 matmul peak" in out and "channels_last" in out
+    rows = json.loads((tmp_path / "p.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["NCHW", "channels_last"] and all(r["fraction"] > 0 for r in rows)
+
+
+def test_channels_last():
+    out = run("channels_last.py", "lenet", "lenet_bn", "--seconds", "0.05", "--repeats", "1")
+    assert "lenet_bn" in out and "NCHW (" in out
+
+
+@pytest.mark.data
+def test_memory(tmp_path):
+    need_fashion()
+    out = run("memory.py", "--json", str(tmp_path / "m.json"))
+    figures = json.loads((tmp_path / "m.json").read_text())
+    assert figures["load"]["dataset_uint8_mib"] == pytest.approx(52.87, abs=0.01)
+    assert "MiB" in out
+
+
+@pytest.mark.data
+def test_time_to_accuracy(tmp_path):
+    need_mnist()
+    out = run("time_to_accuracy.py", "mnist-99", "--runs", "1", "--epochs", "1", "--train-limit", "512",
+              "--json", str(tmp_path / "t.json"), "--plot", str(tmp_path / "t.png"))
+    assert "mnist-99: " in out and (tmp_path / "t.png").stat().st_size > 0
+    assert json.loads((tmp_path / "t.json").read_text())["runs"][0]["epochs"] == 1
+    assert "fashion-93" in run("time_to_accuracy.py", "--list")
+
+
+@pytest.mark.data
+def test_vs_reference_loop(tmp_path):
+    need_fashion()
+    out = run("vs_reference_loop.py", "--model", "lenet", "--epochs", "1", "--runs", "1", "--train-limit", "512",
+              "--workers", "0", "--json", str(tmp_path / "v.json"))
+    assert "ratio" in out and json.loads((tmp_path / "v.json").read_text())["ratio"] > 0
+
+
+def test_shared_data_path_is_the_one_the_scripts_use():
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("tta", BENCHMARKS / "time_to_accuracy.py")
+    assert spec is not None and spec.loader is not None
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.SHARED == SHARED_DATA
