@@ -71,5 +71,9 @@ def test_shared_data_path_is_the_one_the_scripts_use():
     spec = spec_from_file_location("tta", BENCHMARKS / "time_to_accuracy.py")
     assert spec is not None and spec.loader is not None
     module = module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules["tta"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["tta"]
     assert module.SHARED == SHARED_DATA
