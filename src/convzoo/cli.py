@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_bench(sub, commands)
 
+    from convzoo.zoo_report import register as register_report
+
+    register_report(sub, commands)
+
     parser.set_defaults(_commands=commands)
     return parser
 
