@@ -11,10 +11,16 @@ holding
 The folder is written under a temporary name, every file fsynced, then renamed into place; the
 pointers ``checkpoints/last`` and ``checkpoints/best`` are symbolic links swapped by an atomic rename.
 A crash at any moment leaves ``last`` pointing at a complete checkpoint.
+
+Reading a checkpoint trusts nothing in it: the sidecar must describe a zoo model, the weights must be
+that model's tensors (checked from the safetensors header before any data is read), and the state must
+hold what the loop writes. A damaged or forged checkpoint is one clear error, never a half-loaded model.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -22,18 +28,21 @@ import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from convzoo.errors import ConvzooError, RunError
 
+if TYPE_CHECKING:
+    from convzoo.models import ConvNet
+
 __all__ = [
-    "CHECKPOINT_FORMAT", "RunLock", "checkpoint_name", "find_checkpoint", "point", "prune", "read_checkpoint",
-    "write_checkpoint", "write_text_atomic",
+    "CHECKPOINT_FORMAT", "RunLock", "checkpoint_name", "find_checkpoint", "model_from_sidecar", "point", "prune",
+    "read_checkpoint", "read_sidecar", "write_checkpoint", "write_text_atomic",
 ]
 
 CHECKPOINT_FORMAT = "convzoo-checkpoint/1"
@@ -194,25 +203,158 @@ def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     raise ConvzooError(f"{path} is neither a run directory nor a checkpoint folder (model.safetensors + model.json)")
 
 
-def read_checkpoint(folder: Path, *, state: bool = True) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
-    """Weights, sidecar and (if ``state``) training state of a checkpoint folder, each validated."""
-    try:
-        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConvzooError(f"cannot read {folder / 'model.json'}: {err}") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ConvzooError(f"{folder / 'model.json'} is not a convzoo checkpoint sidecar ({CHECKPOINT_FORMAT})")
-    try:
-        weights = load_file(folder / "model.safetensors")
-    except (OSError, SafetensorError, ValueError) as err:
-        raise ConvzooError(f"cannot read {folder / 'model.safetensors'}: {err}") from None
+def read_checkpoint(folder: Path, *, state: bool = True,
+                    net: nn.Module | None = None) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
+    """Weights, sidecar and (if ``state``) training state of a checkpoint folder, each validated: the
+    sidecar describes a zoo model, the weights fit that model tensor by tensor (``net`` if given, else the
+    model built from the sidecar on the meta device: shapes only, no memory), and the training state holds
+    what the loop writes, with the optimizer's tensors shaped as the model's parameters. Anything else is
+    a ``ConvzooError`` naming the file: a forged or damaged checkpoint is refused, never half loaded."""
+    meta = read_sidecar(folder)
+    reference = net if net is not None else model_from_sidecar(meta, folder, shapes_only=True)
+    weights = _read_weights(folder / "model.safetensors", reference, meta["model"])
     training: dict[str, Any] = {}
     if state:
+        path = folder / "state.pt"
         try:
-            training = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+            training = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001  (an unpickling refusal is reported, never executed)
-            raise ConvzooError(f"refusing to load {folder / 'state.pt'}: {str(err).splitlines()[0]}") from None
+            raise ConvzooError(f"refusing to load {path}: {str(err).splitlines()[0]}") from None
+        _check_state(training, reference, path)
     return weights, meta, training
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def read_sidecar(folder: Path) -> dict[str, Any]:
+    """``model.json`` of a checkpoint folder, checked to hold what using the model needs."""
+    path = folder / "model.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConvzooError(f"cannot read {path}: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ConvzooError(f"{path} is not a convzoo checkpoint sidecar ({CHECKPOINT_FORMAT})")
+    spec = meta.get("input")
+    problems = [
+        *(["'model' must name a zoo model"] if not isinstance(meta.get("model"), str) else []),
+        *(["'model_kwargs' must be an object"] if not isinstance(meta.get("model_kwargs"), dict) else []),
+        *(["'dataset' must be a name"] if not isinstance(meta.get("dataset"), str) else []),
+        *(["'config' must be an object"] if not isinstance(meta.get("config"), dict) else []),
+    ]
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        problems.append("'classes' must be a list of class names")
+    if not isinstance(spec, dict):
+        problems.append("'input' must be an object")
+    else:
+        size = spec.get("size")
+        if not _is_int(spec.get("channels")) or spec["channels"] < 1:
+            problems.append("'input.channels' must be a whole number >= 1")
+        if not isinstance(size, list) or len(size) != 2 or not all(_is_int(v) and v >= 1 for v in size):
+            problems.append("'input.size' must be [height, width]")
+        for key in ("mean", "std"):
+            values = spec.get(key)
+            if values is not None and (not isinstance(values, list) or not all(_is_number(v) for v in values)
+                                       or len(values) not in (1, spec.get("channels"))):
+                problems.append(f"'input.{key}' must be null, one number, or one per channel")
+    if problems:
+        raise ConvzooError(f"{path} is damaged: {'; '.join(problems)}")
+    return meta
+
+
+def model_from_sidecar(meta: Mapping[str, Any], folder: Path, *, shapes_only: bool = False) -> ConvNet:
+    """The zoo model a (validated) sidecar describes, freshly initialised; on the meta device if
+    ``shapes_only``. Its classes and input channels must agree with the sidecar's."""
+    from convzoo.models import create_model
+
+    path = folder / "model.json"
+    try:
+        with torch.device("meta") if shapes_only else contextlib.nullcontext():
+            net = create_model(meta["model"], **meta["model_kwargs"])
+    except (ValueError, TypeError) as err:  # unknown model, impossible arguments
+        raise ConvzooError(f"{path} does not describe a zoo model: {err}") from None
+    if net.num_classes != len(meta["classes"]) or net.in_channels != meta["input"]["channels"]:
+        raise ConvzooError(f"{path} is damaged: {meta['model']} has {net.num_classes} classes and "
+                           f"{net.in_channels} input channel(s), the sidecar names {len(meta['classes'])} classes "
+                           f"and {meta['input']['channels']} channel(s)")
+    return net
+
+
+def _read_weights(path: Path, net: nn.Module, model: str) -> dict[str, Tensor]:
+    """The safetensors weights, which must be exactly ``net``'s tensors: names, shapes and dtypes. The
+    header is checked before any tensor is read, so a forged size allocates nothing."""
+    expected = net.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            declared = {key: f.get_slice(key) for key in f.keys()}
+            missing, unexpected = sorted(set(expected) - set(declared)), sorted(set(declared) - set(expected))
+            if missing or unexpected:
+                raise ConvzooError(f"{path} does not fit {model}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            for key, tensor in expected.items():
+                shape, dtype = tuple(declared[key].get_shape()), declared[key].get_dtype()
+                if shape != tuple(tensor.shape) or _SAFETENSORS_DTYPES.get(dtype) != tensor.dtype:
+                    raise ConvzooError(f"{path}: {key} has shape {shape} {_SAFETENSORS_DTYPES.get(dtype, dtype)}, "
+                                       f"{model} needs {tuple(tensor.shape)} {tensor.dtype}")
+        return load_file(path)
+    except (OSError, SafetensorError, ValueError) as err:
+        if isinstance(err, ConvzooError):
+            raise
+        raise ConvzooError(f"cannot read {path}: {err}") from None
+
+
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                       "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _check_state(state: object, net: nn.Module, path: Path) -> None:
+    """The training state holds what the loop writes and reads back, consistently with the model."""
+    from convzoo.train.loop import _EpochState  # the loop's running sums (imported here: loop imports this module)
+
+    def damaged(what: str) -> ConvzooError:
+        return ConvzooError(f"{path} is not a convzoo training state: {what}")
+
+    if not isinstance(state, dict):
+        raise damaged(f"a {type(state).__name__}, not a dict")
+    kinds = {"optimizer": dict, "epoch": int, "step": int, "sums": dict, "history": list, "best_val": float,
+             "since_best": int}
+    for key, kind in kinds.items():
+        value = state.get(key)
+        ok = _is_number(value) if kind is float else (_is_int(value) if kind is int else isinstance(value, kind))
+        if not ok or (kind is int and isinstance(value, int) and value < 0):
+            raise damaged(f"'{key}' is {value!r:.40}, expected {'a number' if kind is float else kind.__name__}")
+    epoch, history, best = state["epoch"], state["history"], state.get("best_epoch")
+    if len(history) != epoch or not all(isinstance(r, dict) and r.get("epoch") == i + 1 for i, r in enumerate(history)):
+        raise damaged(f"the history does not hold one row per epoch for epochs 1..{epoch}")
+    if best is not None and not (_is_int(best) and 1 <= best <= epoch):
+        raise damaged(f"'best_epoch' is {best!r:.40}, not an epoch of the history")
+    sums = state["sums"]
+    if set(sums) != {f.name for f in dataclasses.fields(_EpochState)} or not all(map(_is_number, sums.values())):
+        raise damaged(f"'sums' holds {sorted(map(str, sums))[:6]}, expected the loop's running sums")
+    optimizer = state["optimizer"]
+    params = [p.shape for p in net.parameters()]
+    groups = optimizer.get("param_groups")
+    per_param = optimizer.get("state")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                               for g in groups) or not isinstance(per_param, dict):
+        raise damaged("the optimizer state has no parameter groups")
+    indices = sorted(i for g in groups for i in g["params"] if _is_int(i))
+    if indices != list(range(len(params))):
+        raise damaged(f"the optimizer holds {len(indices)} parameters, the model {len(params)}")
+    for index, values in per_param.items():
+        if not _is_int(index) or not 0 <= index < len(params) or not isinstance(values, dict):
+            raise damaged(f"the optimizer state names parameter {index!r:.40}")
+        for name, value in values.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[index]:
+                raise damaged(f"the optimizer's {name} of parameter {index} has shape {tuple(value.shape)}, "
+                              f"the parameter {tuple(params[index])}")
 
 
 def _alive(pid: int) -> bool:

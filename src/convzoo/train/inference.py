@@ -15,8 +15,8 @@ from torch import Tensor
 
 from convzoo.data import load_dataset, split_train_val
 from convzoo.errors import ConvzooError
-from convzoo.models import ConvNet, create_model
-from convzoo.train.checkpoint import find_checkpoint, read_checkpoint
+from convzoo.models import ConvNet
+from convzoo.train.checkpoint import find_checkpoint, model_from_sidecar, read_checkpoint
 from convzoo.train.env import pick_device
 from convzoo.train.loop import EvalResult, evaluate_batches
 from convzoo.train.pipeline import Batches, Preprocess
@@ -71,24 +71,12 @@ def load(checkpoint: str | os.PathLike[str], device: str = "cpu") -> Checkpoint:
     """Load a checkpoint folder (or a run directory: its best checkpoint, else its last) for use.
 
     Reads the safetensors weights and the JSON sidecar only (nothing that can run code); the weights
-    must fit the model the sidecar names, tensor by tensor.
+    must fit the model the sidecar names, tensor by tensor, which is checked on the meta device before the
+    model is built (a forged sidecar cannot make it allocate more than the weights file holds).
     """
     folder = find_checkpoint(checkpoint)
     weights, meta, _ = read_checkpoint(folder, state=False)
-    try:
-        net = create_model(meta["model"], **meta["model_kwargs"])
-    except (KeyError, TypeError) as err:
-        raise ConvzooError(f"{folder / 'model.json'} does not describe a model: {err}") from None
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        raise ConvzooError(f"{folder / 'model.safetensors'} does not fit {meta['model']}: missing "
-                           f"{missing[:3]}, unexpected {unexpected[:3]}")
-    for key, tensor in expected.items():
-        if weights[key].shape != tensor.shape or weights[key].dtype != tensor.dtype:
-            raise ConvzooError(f"{folder / 'model.safetensors'}: {key} has shape {tuple(weights[key].shape)} "
-                               f"{weights[key].dtype}, {meta['model']} needs {tuple(tensor.shape)} {tensor.dtype}")
+    net = model_from_sidecar(meta, folder)
     net.load_state_dict(weights)
     return Checkpoint(folder, net.to(pick_device(device)).eval(), meta)
 
