@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -368,32 +369,49 @@ def _alive(pid: int) -> bool:
 
 
 class RunLock:
-    """``RUN_DIR/lock`` holding the owner's pid: a second run on the same directory is refused; a lock
-    left by a dead process is taken over."""
+    """``RUN_DIR/lock`` holding the owner's pid, locked with ``flock`` while the run lives: a second run on
+    the same directory is refused; a lock left by a dead process is taken over. The kernel drops the
+    ``flock`` when its owner dies, however it dies, so two processes that find the same stale lock cannot
+    both take it over. (A lock naming a live process other than this one, written without ``flock``, is
+    honoured too.)"""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / "lock"
-        self.held = False
+        self.fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
 
     def acquire(self) -> None:
-        me = f"{os.getpid()} {socket.gethostname()}\n"
-        for _ in range(3):
+        for _ in range(5):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and owner != os.getpid() and _alive(owner):
-                    raise RunError(
-                        f"run directory {self.path.parent} is in use by process {owner}; wait for it to finish "
-                        f"or choose another directory"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its owner is gone
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._in_use(self._owner()) from None
+            try:  # the file locked must still be the one named `lock` (an owner that finishes unlinks it)
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is None or not os.path.samestat(os.fstat(fd), current):
+                os.close(fd)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self.held = True
+            owner = self._owner()
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                os.close(fd)
+                raise self._in_use(owner)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            self.fd = fd
             return
         raise RunError(f"could not take the lock {self.path}; another process keeps taking it")
+
+    def _in_use(self, owner: int | None) -> RunError:
+        who = f"process {owner}" if owner is not None else "another process"
+        return RunError(f"run directory {self.path.parent} is in use by {who}; wait for it to finish or choose "
+                        f"another directory")
 
     def _owner(self) -> int | None:
         try:
@@ -404,9 +422,16 @@ class RunLock:
         return int(first[0]) if first and first[0].isdigit() else None
 
     def release(self) -> None:
-        if self.held and self._owner() == os.getpid():
-            self.path.unlink(missing_ok=True)
-        self.held = False
+        if self.fd is None:
+            return
+        try:
+            if os.path.samestat(os.fstat(self.fd), os.stat(self.path)):
+                self.path.unlink()  # while still locked: a waiting process then finds no file, or a new one
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(self.fd)
+            self.fd = None
 
     def __enter__(self) -> RunLock:
         self.acquire()
