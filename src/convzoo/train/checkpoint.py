@@ -93,6 +93,7 @@ def write_checkpoint(root: Path, name: str, weights: Mapping[str, Tensor], meta:
     root.mkdir(parents=True, exist_ok=True)
     final = root / name
     tmp = root / f".tmp-{name}-{os.getpid()}"
+    old = root / f".old-{name}-{os.getpid()}"
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -104,7 +105,6 @@ def write_checkpoint(root: Path, name: str, weights: Mapping[str, Tensor], meta:
             _fsync_file(file)
         _fsync_dir(tmp)
         if final.exists():  # the same step saved again (after a resume): swap the old one out first
-            old = root / f".old-{name}-{os.getpid()}"
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
@@ -113,6 +113,8 @@ def write_checkpoint(root: Path, name: str, weights: Mapping[str, Tensor], meta:
         _fsync_dir(root)
     except (OSError, SafetensorError, RuntimeError) as err:  # disk full, write errors (torch.save: RuntimeError)
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.is_dir() and not final.exists():  # the swap failed half way: put the previous one back
+            os.replace(old, final)
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
         raise ConvzooError(f"could not save checkpoint {final}: {reason}; the previous checkpoint is intact") from None
     return final
@@ -131,13 +133,16 @@ def prune(root: Path) -> None:
     """Remove checkpoints no pointer names, and temporary folders left by dead processes."""
     keep = {os.readlink(root / p) for p in ("last", "best") if (root / p).is_symlink()}
     for entry in root.iterdir():
-        if entry.is_symlink():
-            continue
-        if entry.name.startswith((".tmp-", ".old-")):
+        if entry.name.startswith((".tmp-", ".old-", ".last-", ".best-")):  # (the last two: a pointer being swapped)
             pid = entry.name.rsplit("-", 1)[-1]
             if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
                 continue
-            shutil.rmtree(entry, ignore_errors=True)
+            if entry.is_symlink():
+                entry.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_symlink():
+            continue
         elif entry.is_dir() and entry.name.startswith("epoch-") and entry.name not in keep:
             shutil.rmtree(entry, ignore_errors=True)
 
