@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
-from convzoo.errors import DivergenceError
+from convzoo.errors import ConvzooError, DivergenceError
 from convzoo.train.config import RECIPES, TrainConfig
 
 __all__ = ["register"]
@@ -56,8 +56,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         from pathlib import Path
 
-        saved = load_config_file(Path(args.resume) / "config.toml") if (Path(args.resume) / "config.toml").exists() \
-            else {}
+        path = Path(args.resume) / "config.toml"
+        saved = load_config_file(path) if path.exists() else {}
+        if path.exists() and not {"model", "dataset"} <= saved.keys():  # else the defaults would fill the gaps
+            raise ConvzooError(f"{path} is incomplete (empty or cut short: was the run killed as it started?), so "
+                               f"the run's settings are unknown; delete {args.resume} and start the run again")
         config = resolve_config(file_values={**saved, **file_values}, overrides=overrides)
     else:
         config = resolve_config(recipe=args.recipe, file_values=file_values, overrides=overrides)
