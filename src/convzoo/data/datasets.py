@@ -140,6 +140,10 @@ def _probe_idx(classes: tuple[str, ...], torchvision_folder: str) -> Callable[[P
             files = []
             for stem in _IDX_NAMES:
                 hits = [folder / (stem + ext) for ext in (".gz", "") if (folder / (stem + ext)).is_file()]
+                links = [folder / (stem + ext) for ext in (".gz", "") if (folder / (stem + ext)).is_symlink()]
+                if not hits and links:  # named, but the link leads nowhere
+                    raise DataError(f"{links[0]}: a broken symbolic link or a symlink loop (it leads to "
+                                    f"{os.readlink(links[0])}); point it at the file or remove it")
                 if not hits:
                     break
                 files.append(hits[0])
@@ -293,7 +297,11 @@ def _sources(name: str, data_dir: str | os.PathLike[str] | None, cache_dir: Path
 def _find(spec: _Spec, data_dir: str | os.PathLike[str] | None, cache_dir: Path) -> _Found | None:
     for label, root in _sources(spec.name, data_dir, cache_dir):
         for candidate in (root, root / spec.name):
-            found = spec.probe(candidate, cache_dir) if candidate.is_dir() else None
+            try:
+                found = spec.probe(candidate, cache_dir) if candidate.is_dir() else None
+            except PermissionError as err:  # a folder that cannot be searched
+                raise DataError(f"{label} {root}: permission denied ({err.filename or candidate}); make it "
+                                "readable (chmod a+rx)") from None
             if found is not None:
                 return found
         if label == "--data-dir":
