@@ -180,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """An error message as one line: line breaks and other control characters it quotes from the command
+    line or from file names are written as escapes (``\\n``)."""
+    import unicodedata
+
+    return "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else ascii(c)[1:-1] for c in message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -189,10 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return args._commands[args.command](args)
     except _UsageError as err:
-        print(err, file=sys.stderr)
+        print(_one_line(str(err)), file=sys.stderr)
         return 2
     except (ValueError, OSError) as err:  # ConvzooError is a ValueError; disk full, permissions: OSError
-        print(f"convzoo: error: {err}", file=sys.stderr)
+        print(_one_line(f"convzoo: error: {err}"), file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as err:  # torch reports a failed allocation as a RuntimeError
+        if not isinstance(err, MemoryError) and "allocate" not in str(err) and "out of memory" not in str(err):
+            raise
+        detail = str(err).split("DefaultCPUAllocator: ")[-1].splitlines()[0] if str(err) else "MemoryError"
+        print(f"convzoo: error: not enough memory ({detail}); use a smaller --input-size, --batch-size or "
+              "--num-classes", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("convzoo: interrupted", file=sys.stderr)
