@@ -1,40 +1,48 @@
 """The reliability suite counts what it tried and what was survived, handled or refused, and prints the
-totals at the end of the session (the figures of tests/reliability/README.md)."""
+totals at the end of the session: the figures of tests/reliability/README.md.
+
+Each case calls ``record_counts(category, case, tried, ok, lost=0)`` once its checks have run (a failing
+case records nothing: its assertion fails first, except where it counts what was lost before asserting).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from collections.abc import Callable
 
 import pytest
 
-_COUNTS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-_CATEGORIES = {"faults": ("faults injected", "survived"), "bad": ("bad inputs tried", "handled"),
-               "hostile": ("hostile files tried", "refused")}
+CATEGORIES = {"faults": ("faults injected", "survived"), "bad": ("bad inputs tried", "handled"),
+              "hostile": ("hostile files tried", "refused")}
+_CASES: dict[str, dict[str, list[int]]] = {category: {} for category in CATEGORIES}
 
 
 @pytest.fixture
-def record_counts() -> Callable[[str, str, int, int], None]:
-    """``record_counts("faults", "kill -9 trials", tried, survived)``; called once a case has passed."""
+def record_counts() -> Callable[..., None]:
+    """``record_counts("faults", "kill -9", tried, survived, lost=0)``."""
 
-    def record(category: str, what: str, tried: int, ok: int) -> None:
-        assert category in _CATEGORIES
-        _COUNTS[category][0] += tried
-        _COUNTS[category][1] += ok
+    def record(category: str, case: str, tried: int, ok: int, lost: int = 0) -> None:
+        assert category in CATEGORIES
+        totals = _CASES[category].setdefault(case, [0, 0, 0])
+        totals[0] += tried
+        totals[1] += ok
+        totals[2] += lost
 
     return record
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _COUNTS:
+    if not any(_CASES.values()):
         return
     terminalreporter.section("reliability figures")
-    for category, (tried_label, ok_label) in _CATEGORIES.items():
-        tried, ok = _COUNTS.get(category, [0, 0])
-        terminalreporter.write_line(f"{tried_label}: {tried}, {ok_label}: {ok}")
-    terminalreporter.write_line("data lost: 0 (every case above asserts it)")
+    lost = 0
+    for category, (tried_label, ok_label) in CATEGORIES.items():
+        cases = _CASES[category]
+        tried, ok = sum(c[0] for c in cases.values()), sum(c[1] for c in cases.values())
+        lost += sum(c[2] for c in cases.values())
+        terminalreporter.write_line(f"{tried_label}: {tried}, {ok_label}: {ok} ({len(cases)} cases)")
+    terminalreporter.write_line(f"data lost: {lost}")
     if os.environ.get("CONVZOO_RELIABILITY_JSON"):
         with open(os.environ["CONVZOO_RELIABILITY_JSON"], "w") as f:
-            json.dump(dict(_COUNTS), f)
+            json.dump(_CASES, f, indent=1)
