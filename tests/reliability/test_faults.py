@@ -86,27 +86,13 @@ def continue_run(toy: Path, run: Path) -> list[str]:
     return resume_args(toy, run) if (run / "config.toml").exists() else train_args(toy, run)
 
 
-def metrics_window(sequence: list[str]) -> set[int]:
-    """Positions of the reference sequence between the last epoch's checkpoint becoming `last` and its metrics
-    being written: a kill there loses the last metrics row (loop.py, see test_kill_after_the_last_checkpoint_
-    keeps_every_metrics_row); left out of the random trials until loop.py rewrites the metrics on resume."""
-    final_save = max(i for i, hook in enumerate(sequence) if hook == "checkpoint.save_file")
-    link = sequence.index("checkpoint.os.symlink", final_save)
-    commit = sequence.index("checkpoint.os.replace", link)
-    final_metrics = max(i for i, hook in enumerate(sequence) if hook == "loop.write_metrics")
-    end = sequence.index("loop.plot_curves", final_metrics)
-    return set(range(commit + 1, end))
-
-
 def kill_points(sequence: list[str]) -> dict[str, list[int]]:
     """Every call of every hook in the reference run, as (hook -> the call numbers a kill may land on)."""
-    window = metrics_window(sequence)
     seen: Counter[str] = Counter()
     points: dict[str, list[int]] = {}
-    for i, hook in enumerate(sequence):
+    for hook in sequence:
         seen[hook] += 1
-        if i not in window:
-            points.setdefault(hook, []).append(seen[hook])
+        points.setdefault(hook, []).append(seen[hook])
     return points
 
 
@@ -187,8 +173,6 @@ def test_kill_while_writing_the_config_never_trains_with_other_settings(toy, zyg
     record_counts("faults", "kill -9 while writing config.toml", 1, 1)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py save_config writes config.toml in place (not atomically), and "
-                   "loop.py then refuses the directory as 'already holds a run': see tests/reliability/README.md")
 def test_kill_while_writing_the_config_leaves_a_run_that_can_be_started_again(toy, zygotes, reference, tmp_path):
     z, run = zygotes[0], tmp_path / "run"
     assert z.run(train_args(toy, run), ["open:config.toml"]) == -signal.SIGKILL
@@ -196,8 +180,6 @@ def test_kill_while_writing_the_config_leaves_a_run_that_can_be_started_again(to
     assert outcome(run) == reference.outcome
 
 
-@pytest.mark.xfail(strict=True, reason="loop.py does not rewrite metrics.csv/jsonl from the restored history on "
-                   "resume: see tests/reliability/README.md")
 def test_kill_after_the_last_checkpoint_keeps_every_metrics_row(toy, zygotes, reference, tmp_path):
     z, run = zygotes[0], tmp_path / "run"
     assert z.run(train_args(toy, run), ["loop.write_metrics:3:KILL"]) == -signal.SIGKILL

@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 import tomli_w
@@ -207,9 +206,11 @@ def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] 
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
-    """Write the resolved config as TOML (``None`` values are left out: TOML has no null)."""
+    """Write the resolved config as TOML (``None`` values are left out: TOML has no null), atomically."""
+    from convzoo.train.checkpoint import write_text_atomic  # (checkpoint does not import config)
+
     values = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
-    Path(path).write_text(tomli_w.dumps(values), encoding="utf-8")
+    write_text_atomic(path, tomli_w.dumps(values))  # a kill leaves the old file or the new one, never half
 
 
 def config_diff(a: TrainConfig, b: TrainConfig) -> list[str]:

@@ -294,7 +294,12 @@ def _prepare_run_dir(config: TrainConfig, resume: str | Path | None) -> tuple[Pa
     run_dir = Path(resume)
     if not (run_dir / "config.toml").is_file():
         raise RunError(f"--resume {run_dir}: no run there (config.toml missing)")
-    saved = resolve_config(file_values=load_config_file(run_dir / "config.toml"))
+    saved_values = load_config_file(run_dir / "config.toml")
+    missing = [key for key in ("model", "dataset") if key not in saved_values]
+    if missing:
+        raise RunError(f"--resume {run_dir}: config.toml lacks {', '.join(missing)} (cut short?); "
+                       "it cannot be resumed, start it again with --out")
+    saved = resolve_config(file_values=saved_values)
     differences = config_diff(saved, config)
     if differences:
         raise RunError(f"--resume {run_dir}: the command's config differs from the run's: {'; '.join(differences)}")
@@ -396,10 +401,14 @@ def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progres
         print(f"{run_dir} has no checkpoint yet; starting it from the beginning", file=out, flush=True)
         resuming = False
     if resuming and resume_from is not None:
-        weights, meta, state = read_checkpoint(resume_from)
+        weights, meta, state = read_checkpoint(resume_from)  # sidecar, weights and state all validated
         net.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
         history = list(state["history"])
+        # a kill after the checkpoint but before the metrics files leaves them a row short: rewrite them
+        if history:
+            write_metrics(run_dir, history)
+            plot_curves(history, run_dir / "curves.png", title=f"{config.model} on {data.name}")
         epoch, start_step = int(state["epoch"]), int(state["step"])
         sums = _EpochState(**state["sums"])
         best_val, since_best, best_epoch = float(state["best_val"]), int(state["since_best"]), state["best_epoch"]
