@@ -20,9 +20,10 @@ def test_report_on_toy_data_resumes_per_model(tmp_path, monkeypatch):
     assert [r["epochs"] for r in results] == [3, 3]  # floor(60 s / 20 s)
     assert all(0 <= r["test_acc"] <= 1 and len(r["curve"]) == 3 for r in results)
     table = (out / "zoo.md").read_text()
-    assert "| lenet | cpu | 28 | 3 |" in table and "0.804" in table and (out / "zoo.png").stat().st_size > 0
-    saved = json.loads((runs / "lenet" / "result.json").read_text())
-    assert saved["test_acc"] == results[0]["test_acc"]
+    assert "| lenet | fast | cpu | 28 | 3 |" in table and "0.804" in table and (out / "zoo.png").stat().st_size > 0
+    assert "Below d2l's median within the budget: lenet reaches" in table  # a toy set of 256 images
+    saved = json.loads((runs / "fast" / "lenet" / "result.json").read_text())
+    assert saved["test_acc"] == results[0]["test_acc"] and saved["recipe"] == "fast" and saved["lr"] == 0.1
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained a model whose result was saved")
@@ -31,19 +32,43 @@ def test_report_on_toy_data_resumes_per_model(tmp_path, monkeypatch):
     assert report.run_report(["lenet", "lenet_bn"], runs=runs, out=out, log=lambda line: None) == results
 
 
+def test_each_recipe_keeps_its_own_results(tmp_path, monkeypatch):
+    toy = make_toy_mnist(tmp_path / "toy", 256, 64)
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(report, "_estimate_epoch_seconds", lambda *a: 60.0)
+    fast = report.run_report(["lenet"], budget_minutes=1.0, runs=runs, out=tmp_path / "a", data_dir=str(toy),
+                             log=lambda line: None)
+    d2l = report.run_report(["lenet"], budget_minutes=1.0, runs=runs, out=tmp_path / "b", data_dir=str(toy),
+                            recipe="d2l", log=lambda line: None)
+    assert (fast[0]["recipe"], fast[0]["lr"]) == ("fast", 0.1) and (d2l[0]["recipe"], d2l[0]["lr"]) == ("d2l", 0.9)
+    assert (runs / "fast" / "lenet" / "result.json").is_file() and (runs / "d2l" / "lenet" / "result.json").is_file()
+    assert "d2l's hyperparameters" in (tmp_path / "b" / "zoo.md").read_text()
+
+
 def test_a_model_that_cannot_fit_the_budget_is_said_so(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "_estimate_epoch_seconds", lambda *a: 3600.0)
     (result,) = report.run_report(["alexnet"], budget_minutes=15, runs=tmp_path / "r", out=tmp_path / "d",
                                   log=lambda line: None)
     assert result["epochs"] == 0 and result["test_acc"] is None and "about 60 min" in result["note"]
-    assert result["resize"] == 112  # the CPU size
-    assert "| alexnet | cpu | 112 | 0 | - | 0.881 |" in (tmp_path / "d" / "zoo.md").read_text()
+    assert result["resize"] == report.CPU_SIZES["alexnet"] < 224  # the CPU size
+    table = (tmp_path / "d" / "zoo.md").read_text()
+    assert f"| alexnet | fast | cpu | {result['resize']} | 0 | - | 0.881 |" in table
+    assert "alexnet does not fit the budget (one epoch takes about 60 min here" in table
 
 
 @pytest.mark.parametrize("argv, message", [
     (["report", "--models", "lenet,simple_cnn"], "no d2l recipe for simple_cnn"),
     (["report", "--budget-minutes", "0"], "--budget-minutes must be > 0"),
+    (["report", "--recipe", "slow"], "invalid choice: 'slow'"),
 ])
 def test_cli_errors(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", sorted(report.CPU_SIZES))
+def test_cpu_sizes_are_accepted_by_the_model(model):
+    from convzoo import model_info
+
+    side = report.CPU_SIZES[model]
+    assert model_info(model).min_input_size[1:] <= (side, side) and side < model_info(model).default_input_size[1]
