@@ -170,6 +170,27 @@ def test_eval_and_predict_a_run(toy_run, tmp_path):
     assert sum(t[0][0] == ckpt.classes[int(y)] for t, y in zip(top, labels, strict=True)) >= 3
 
 
+def test_flip_tta_averages_each_image_with_its_mirror(toy, tmp_path):
+    run = fit(toy_config(toy, tmp_path / "tta", epochs=1, tta="flip"), progress=False).run_dir
+    ckpt = convzoo.load(run)
+    test = convzoo.data.load_dataset("mnist", data_dir=str(toy)).test
+    images, labels = test.images, test.labels
+    with torch.no_grad():
+        X = ckpt.preprocess(images)
+        plain, mirrored = ckpt.model(X), ckpt.model(X.flip(3))
+    expected = ((plain + mirrored) / 2).argmax(dim=1).eq(labels).float().mean().item()
+    flipped = convzoo.evaluate(run, "test")  # the run's own setting
+    assert flipped.result.accuracy == pytest.approx(expected)
+    assert metric_rows(run)[-1]["test_acc"] == pytest.approx(expected)
+    assert convzoo.evaluate(run, "test", tta="none").result.accuracy == pytest.approx(
+        plain.argmax(dim=1).eq(labels).float().mean().item())
+    probs = dict(ckpt.predict(images[:1], topk=10)[0])
+    both = ((plain[:1] + mirrored[:1]) / 2).softmax(dim=1)[0]
+    assert [probs[c] for c in ckpt.classes] == pytest.approx(both.tolist(), abs=1e-6)
+    with pytest.raises(ConvzooError, match="--tta must be none or flip"):
+        convzoo.evaluate(run, "test", tta="rotate")
+
+
 def test_same_seed_same_bits(toy, tmp_path):
     a = fit(toy_config(toy, tmp_path / "a", epochs=1, augment="crop-flip"), progress=False)
     b = fit(toy_config(toy, tmp_path / "b", epochs=1, augment="crop-flip"), progress=False)

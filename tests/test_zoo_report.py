@@ -20,10 +20,12 @@ def test_report_on_toy_data_resumes_per_model(tmp_path, monkeypatch):
     assert [r["epochs"] for r in results] == [3, 3]  # floor(60 s / 20 s)
     assert all(0 <= r["test_acc"] <= 1 and len(r["curve"]) == 3 for r in results)
     table = (out / "zoo.md").read_text()
-    assert "| lenet | fast | cpu | 28 | 3 |" in table and "0.804" in table and (out / "zoo.png").stat().st_size > 0
+    assert "| lenet | d2l | cpu | 28 | 3 |" in table and "| lenet_bn | fast | cpu | 28 | 3 |" in table
+    assert "0.804" in table and (out / "zoo.png").stat().st_size > 0
     assert "Below d2l's median within the budget: lenet reaches" in table  # a toy set of 256 images
-    saved = json.loads((runs / "fast" / "lenet" / "result.json").read_text())
-    assert saved["test_acc"] == results[0]["test_acc"] and saved["recipe"] == "fast" and saved["lr"] == 0.1
+    saved = json.loads((runs / "fast" / "lenet_bn" / "result.json").read_text())  # the recipe of CPU_RECIPES
+    assert saved["test_acc"] == results[1]["test_acc"] and saved["recipe"] == "fast" and saved["lr"] == 0.1
+    assert json.loads((runs / "d2l" / "lenet" / "result.json").read_text())["lr"] == 0.9
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained a model whose result was saved")
@@ -37,7 +39,7 @@ def test_each_recipe_keeps_its_own_results(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setattr(report, "_estimate_epoch_seconds", lambda *a: 60.0)
     fast = report.run_report(["lenet"], budget_minutes=1.0, runs=runs, out=tmp_path / "a", data_dir=str(toy),
-                             log=lambda line: None)
+                             recipe="fast", log=lambda line: None)
     d2l = report.run_report(["lenet"], budget_minutes=1.0, runs=runs, out=tmp_path / "b", data_dir=str(toy),
                             recipe="d2l", log=lambda line: None)
     assert (fast[0]["recipe"], fast[0]["lr"]) == ("fast", 0.1) and (d2l[0]["recipe"], d2l[0]["lr"]) == ("d2l", 0.9)

@@ -79,7 +79,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from convzoo.train.inference import evaluate
 
-    print(evaluate(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device))
+    print(evaluate(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device, tta=args.tta))
     return 0
 
 
@@ -118,6 +118,7 @@ def register(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]])
     p = sub.add_parser("eval", help="accuracy, per-class accuracy, confusion matrix and top-5 of a checkpoint")
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--tta", choices=("none", "flip"), help="test-time augmentation (default: the run's own)")
     p.add_argument("--data-dir", help="folder holding the data set")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     commands["eval"] = _cmd_eval

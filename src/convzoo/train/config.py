@@ -30,6 +30,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 INITS = ("default", "xavier")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTS = ("none", "flip", "crop", "crop-flip")
+TTAS = ("none", "flip")
 
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, **meta: Any) -> Any:
@@ -60,6 +61,8 @@ class TrainConfig:
     augment: str = _opt("none", "training-batch augmentation: random crop with padding and/or horizontal flip",
                         AUGMENTS)
     crop_padding: int = _opt(4, "zero padding in pixels for the random crop")
+    tta: str = _opt("none", "test-time augmentation of every evaluation: none, or flip (average the logits of "
+                            "each image and its mirror image)", TTAS)
     # optimisation
     epochs: int = _opt(10, "passes over the training split")
     batch_size: int = _opt(256, "images per training step")

@@ -53,15 +53,24 @@ class Checkpoint:
     @torch.no_grad()
     def predict(self, images: Sequence[str | os.PathLike[str]] | Tensor,
                 topk: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-k (class, probability) for each image: paths of image files, or a uint8 ``N x C x H x W`` batch."""
+        """Top-k (class, probability) for each image: paths of image files, or a uint8 ``N x C x H x W`` batch.
+
+        A run trained with ``tta = "flip"`` averages the logits of each image and its mirror image, as its
+        evaluation did.
+        """
         if isinstance(images, Tensor):
             batch = [images[i : i + 1] for i in range(len(images))]
         else:
             batch = [read_image(p)[None] for p in images]
         k = min(topk, len(self.classes))
+        flip = self.meta.get("config", {}).get("tta", "none") == "flip"
         results = []
         for X in batch:
-            probs = self.model(self.preprocess(X.to(self.device))).softmax(dim=1)[0]
+            X = self.preprocess(X.to(self.device))
+            logits = self.model(X)
+            if flip:
+                logits = (logits + self.model(X.flip(3))) / 2
+            probs = logits.softmax(dim=1)[0]
             values, indices = probs.topk(k)
             results.append([(self.classes[int(i)], float(v)) for v, i in zip(values, indices, strict=True)])
         return results
@@ -157,10 +166,15 @@ class EvalReport:
 
 
 def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_dir: str | None = None,
-             device: str = "auto", batch_size: int = 1024) -> EvalReport:
-    """Evaluate a run's selected checkpoint (or a given checkpoint) on its data set's test or validation split."""
+             device: str = "auto", batch_size: int = 1024, tta: str | None = None) -> EvalReport:
+    """Evaluate a run's selected checkpoint (or a given checkpoint) on its data set's test or validation split.
+
+    ``tta`` (none or flip) defaults to the run's own ``tta`` setting.
+    """
     if split not in ("test", "val"):
         raise ConvzooError(f"--split must be test or val, got {split!r}")
+    if tta not in (None, "none", "flip"):
+        raise ConvzooError(f"--tta must be none or flip, got {tta!r}")
     ckpt = load(checkpoint, device=str(pick_device(device)))
     meta = ckpt.meta
     if data_dir is None:  # where the run found its data
@@ -176,5 +190,6 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_di
             raise ConvzooError("this run held out no validation split (--val-split); use --split test")
         chosen = split_train_val(data.train, fraction, meta["config"].get("val_seed", 0))[1]
     batches = Batches(chosen, batch_size, device=ckpt.device, preprocess=ckpt.preprocess)
-    result = evaluate_batches(ckpt.model, ckpt.model, batches, len(ckpt.classes))
+    result = evaluate_batches(ckpt.model, ckpt.model, batches, len(ckpt.classes),
+                              tta=tta or meta["config"].get("tta", "none"))
     return EvalReport(ckpt.path, split, ckpt.classes, result)

@@ -247,8 +247,13 @@ def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches
 
 @torch.no_grad()
 def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batches: Batches, num_classes: int,
-                     amp: bool = False) -> EvalResult:
-    """Accuracy, mean loss, confusion matrix and top-5 accuracy over every batch, in evaluation mode."""
+                     amp: bool = False, tta: str = "none") -> EvalResult:
+    """Accuracy, mean loss, confusion matrix and top-5 accuracy over every batch, in evaluation mode.
+
+    ``tta="flip"`` averages the logits of each image and of its horizontal mirror (test-time augmentation).
+    """
+    if tta not in ("none", "flip"):
+        raise ConvzooError(f"tta must be none or flip, got {tta!r}")
     net.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=batches.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
@@ -258,6 +263,8 @@ def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batche
     for _, X, y in batches.epoch():
         with autocast:
             logits = forward(X).float()
+            if tta == "flip":
+                logits = (logits + forward(X.flip(3)).float()) / 2
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").double()
         confusion += torch.bincount(y * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
         if num_classes > 5:
@@ -453,7 +460,7 @@ def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progres
             if signum is not None and step < len(train_batches):
                 path = save(checkpoint_name(epoch + 1, step), epoch, step, None)
                 raise Interrupted(signum, path)
-            results = {name: evaluate_batches(forward, net, b, data.num_classes, config.amp)
+            results = {name: evaluate_batches(forward, net, b, data.num_classes, config.amp, config.tta)
                        for name, b in eval_batches.items()}
             elapsed = time.perf_counter() - t0 + before
             row = {
@@ -510,7 +517,7 @@ def _finish(config: TrainConfig, run_dir: Path, net: ConvNet, forward: Callable[
         net.load_state_dict(weights)
     name = "test" if "test" in eval_batches else "val"
     batches = eval_batches[name]
-    result = evaluate_batches(forward, net, batches, data.num_classes, config.amp)
+    result = evaluate_batches(forward, net, batches, data.num_classes, config.amp, config.tta)
     plot_confusion(result.confusion, data.classes, run_dir / "confusion.png",
                    title=f"{config.model}, epoch {selected_epoch}, {name} accuracy {result.accuracy:.4f}")
     images, labels = batches.images[:32], batches.labels[:32]
