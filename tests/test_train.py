@@ -56,6 +56,20 @@ def test_d2l_recipe_sets_the_published_hyperparameters():
     assert config.momentum == 0.9 and config.weight_decay == 0.0 and config.schedule == "constant"
 
 
+@pytest.mark.parametrize("init", ["xavier", "kaiming"])
+def test_weight_inits(init):
+    net = convzoo.create_model("vgg11_small")
+    torch.manual_seed(0)
+    (loop_module.xavier_init_ if init == "xavier" else loop_module.kaiming_init_)(net)
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    for m in layers:
+        fan_in, fan_out = m.weight[0].numel(), m.weight.shape[0] * m.weight[0, 0].numel()
+        std = (2 / fan_in) ** 0.5 if init == "kaiming" else (2 / (fan_in + fan_out)) ** 0.5
+        assert m.weight.std().item() == pytest.approx(std, rel=0.1), m
+    if init == "kaiming":  # zero biases; xavier (d2l's) leaves them as the model set them
+        assert all(m.bias.abs().sum() == 0 for m in layers)
+
+
 def test_d2l_recipe_for_a_model_d2l_did_not_train():
     with pytest.raises(ConvzooError, match="d2l has no recipe for 'resnet50'"):
         resolve_config(recipe="d2l", overrides={"model": "resnet50"})

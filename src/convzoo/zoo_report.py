@@ -39,10 +39,12 @@ REPORT_RECIPES = ("fast", "d2l")
 # the recipe each model gets when none is asked for: fast, except where d2l's does better on this CPU
 # (measured: d2l's sigmoid LeNet reaches 0.814 after 10 epochs with d2l's recipe, 0.771 with fast's)
 CPU_RECIPES: dict[str, str] = {"lenet": "d2l"}
-# the fast recipe's peak lr (0.1, with Nesterov momentum 0.9) suits the networks with batch norm; the ones
-# without stay at chance with it (AlexNet did, at 72x72), so they get d2l's own lr scaled down, as momentum
-# 0.9 multiplies the effective step by 10
-FAST_LR: dict[str, float] = {"alexnet": 0.01, "vgg11_small": 0.02, "nin": 0.02, "googlenet": 0.02}
+# The fast recipe (peak lr 0.1 with Nesterov momentum 0.9, the model's default init) suits the networks with
+# batch norm. The ones without stay at chance with it (AlexNet at 72x72 for a whole epoch; GoogLeNet at 48x48
+# with lr 0.02 too): they get He (kaiming) init, which keeps the activations' scale through their depth, and
+# a peak lr of 0.01, d2l's plain-SGD step or less once momentum 0.9 multiplies it by 10.
+FAST_OVERRIDES: dict[str, dict[str, Any]] = {
+    name: {"lr": 0.01, "init": "kaiming"} for name in ("alexnet", "vgg11_small", "nin", "googlenet")}
 
 
 def _estimate_epoch_seconds(model: str, resize: int, batch_size: int, device: str, images: int) -> float:
@@ -63,17 +65,19 @@ def run_model(model: str, *, budget_s: float, device: str, runs: Path, data_dir:
     resize = d2l_size if full_size else CPU_SIZES.get(model, d2l_size)
     values = RECIPES[recipe](model)
     batch_size = values["batch_size"]
-    lr = FAST_LR.get(model, values["lr"]) if recipe == "fast" else values["lr"]
+    overrides = FAST_OVERRIDES.get(model, {}) if recipe == "fast" else {}
+    lr = overrides.get("lr", values["lr"])
     estimate = _estimate_epoch_seconds(model, resize, batch_size, device, 60_000)
     epochs = min(10, math.floor(budget_s / estimate))
     result: dict[str, Any] = {"model": model, "recipe": recipe, "resize": resize, "batch_size": batch_size,
                               "lr": lr, "epoch_estimate_s": estimate, "d2l_median": D2L_MEDIAN[model],
-                              "device": device, "budget_minutes": budget_s / 60}
+                              "device": device, "budget_minutes": budget_s / 60,
+                              "init": overrides.get("init", values.get("init", "default"))}
     if epochs < 1:
         return result | {"epochs": 0, "test_acc": None, "seconds": None,
                          "note": f"one epoch takes about {estimate / 60:.0f} min here, over the budget"}
-    config = resolve_config(recipe=recipe, overrides={"model": model, "resize": resize, "epochs": epochs, "lr": lr,
-                                                      "device": device, "data_dir": data_dir,
+    config = resolve_config(recipe=recipe, overrides={**overrides, "model": model, "resize": resize,
+                                                      "epochs": epochs, "device": device, "data_dir": data_dir,
                                                       "out": str(runs / model / "run")})
     start = time.perf_counter()
     with open(os.devnull, "w") as quiet:
@@ -132,16 +136,17 @@ def markdown(results: list[dict[str, Any]], budget_minutes: float) -> str:
              f"epochs as fit the budget per model (this call: {budget_minutes:g} minutes) on the device named; "
              "test accuracy after the last epoch (nothing is chosen on the test split). d2l: median of 26 builds "
              "on a V100 (../shared/reference/d2l_results.md).", "",
-             "| model | recipe | device | input | epochs | test acc | d2l median | gap | time | lr | budget |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | recipe | device | input | epochs | test acc | d2l median | gap | time | lr | init | budget |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     short = []
     for r in results:
         acc = f"{r['test_acc']:.4f}" if r["test_acc"] is not None else "-"
         gap = f"{r['test_acc'] - r['d2l_median']:+.3f}" if r["test_acc"] is not None else "-"
         took = f"{r['seconds'] / 60:.1f} min" if r["seconds"] else r.get("note", "-")
         budget = f"{r['budget_minutes']:g} min" if "budget_minutes" in r else "-"
+        init = r.get("init") or ("xavier" if r.get("recipe", "d2l") == "d2l" else "default")
         lines.append(f"| {r['model']} | {r.get('recipe', 'd2l')} | {r['device']} | {r['resize']} | {r['epochs']} "
-                     f"| {acc} | {r['d2l_median']:.3f} | {gap} | {took} | {r['lr']:g} | {budget} |")
+                     f"| {acc} | {r['d2l_median']:.3f} | {gap} | {took} | {r['lr']:g} | {init} | {budget} |")
         if r["test_acc"] is None:
             short.append(f"{r['model']} does not fit the budget ({r.get('note', '')})")
         elif r["test_acc"] < r["d2l_median"]:

@@ -27,7 +27,7 @@ __all__ = ["RECIPES", "TrainConfig", "config_diff", "load_config_file", "resolve
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-INITS = ("default", "xavier")
+INITS = ("default", "xavier", "kaiming")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTS = ("none", "flip", "crop", "crop-flip")
 TTAS = ("none", "flip")
@@ -73,7 +73,8 @@ class TrainConfig:
     schedule: str = _opt("constant", "learning-rate schedule over all steps", SCHEDULES)
     warmup_epochs: float = _opt(0.0, "linear warm-up from 0 to lr over this many epochs")
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing in [0, 1)")
-    init: str = _opt("default", "weight init: the model's own, or xavier (d2l: Xavier-uniform conv/linear)",
+    init: str = _opt("default", "weight init: the model's own, xavier (d2l: Xavier-uniform conv/linear), or kaiming "
+                                "(He-normal conv/linear for ReLU, zero biases: deep nets without batch norm)",
                      INITS)
     # honesty: choices are made on validation data only
     val_split: float = _opt(0.0, "fraction of the training split held out for validation (best checkpoint, "

@@ -122,6 +122,17 @@ def xavier_init_(net: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
 
 
+def kaiming_init_(net: nn.Module) -> None:
+    """He et al. 2015's init for ReLU networks: normal weights of variance 2 / fan-in for every Conv2d and
+    Linear, zero biases. It keeps the activations' scale through depth, which deep networks without batch
+    norm (d2l's VGG, NiN, GoogLeNet) need to leave chance quickly; Xavier's halves it at every ReLU."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def build_model(config: TrainConfig, data: Dataset) -> ConvNet:
     """The zoo model for this data set: its classes, its channels (unless the config says otherwise)."""
     kwargs = {"num_classes": data.num_classes, "in_channels": data.channels, **config.model_kwargs}
@@ -129,6 +140,8 @@ def build_model(config: TrainConfig, data: Dataset) -> ConvNet:
     net = create_model(config.model, **kwargs)
     if config.init == "xavier":
         xavier_init_(net)
+    elif config.init == "kaiming":
+        kaiming_init_(net)
     side = (config.resize, config.resize) if config.resize else data.image_size
     net.check_input(torch.empty(1, net.in_channels, *side, device="meta"))  # too small? say so now
     return net
