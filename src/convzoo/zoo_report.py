@@ -2,8 +2,9 @@
 
 For each model, a recipe: ``fast`` (convzoo's CPU recipe: Nesterov momentum, one-cycle schedule, label
 smoothing, normalised input) or ``d2l`` (d2l's own hyperparameters: plain SGD, Xavier init, no
-normalisation); by default the one that does better for that model on the CPU (``CPU_RECIPES``). On a GPU the models train at d2l's input size; on the CPU at the smaller size
-of ``CPU_SIZES`` where d2l's (224 or 96) would not fit the budget. Before training, a few timed training
+normalisation); by default the one that does better for that model on the CPU (``CPU_RECIPES``). On a
+GPU the models train at d2l's input size; on the CPU at the smaller size of ``CPU_SIZES`` where d2l's
+(224 or 96) would not fit the budget. Before training, a few timed training
 steps estimate an epoch; the run gets as many of d2l's 10 epochs as fit the per-model budget (none: the
 model is reported as not fitting, with the estimate). The reported accuracy is the test accuracy after
 the last epoch, as d2l reports it (nothing is chosen on the test split). Each model's result is written
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from convzoo.train.config import RECIPES, TrainConfig
+
 __all__ = ["D2L_MEDIAN", "CPU_SIZES", "register", "run_report"]
 
 # d2l's published test accuracy after 10 epochs (median over 26 builds of the book; NiN: the two builds'
@@ -35,7 +38,6 @@ D2L_MEDIAN: dict[str, float] = {
 # that still let it reach about d2l's accuracy (see docs/zoo.md for what each reaches)
 CPU_SIZES: dict[str, int] = {"alexnet": 72, "vgg11_small": 48, "nin": 72, "googlenet": 48, "resnet18": 48,
                              "densenet_d2l": 48}
-REPORT_RECIPES = ("fast", "d2l")
 # the recipe each model gets when none is asked for: fast, except where d2l's does better on this CPU
 # (measured: d2l's sigmoid LeNet reaches 0.814 after 10 epochs with d2l's recipe, 0.771 with fast's)
 CPU_RECIPES: dict[str, str] = {"lenet": "d2l"}
@@ -56,27 +58,31 @@ def _estimate_epoch_seconds(model: str, resize: int, batch_size: int, device: st
     return images / r.images_per_s * eval_share
 
 
+def recipe_values(model: str, recipe: str) -> dict[str, Any]:
+    """The config values ``recipe`` gives ``model`` in the report: the recipe's, then ``FAST_OVERRIDES``."""
+    values = {"init": TrainConfig.init, **RECIPES[recipe](model)}
+    return values | (FAST_OVERRIDES.get(model, {}) if recipe == "fast" else {})
+
+
 def run_model(model: str, *, budget_s: float, device: str, runs: Path, data_dir: str | None,
               full_size: bool, recipe: str = "fast") -> dict[str, Any]:
-    from convzoo.train.config import D2L_TABLE, RECIPES, resolve_config
+    from convzoo.train.config import D2L_TABLE, resolve_config
     from convzoo.train.loop import fit
 
     d2l_size = D2L_TABLE[model][0]
     resize = d2l_size if full_size else CPU_SIZES.get(model, d2l_size)
-    values = RECIPES[recipe](model)
-    batch_size = values["batch_size"]
-    overrides = FAST_OVERRIDES.get(model, {}) if recipe == "fast" else {}
-    lr = overrides.get("lr", values["lr"])
+    values = recipe_values(model, recipe)
+    batch_size, lr = values["batch_size"], values["lr"]
     estimate = _estimate_epoch_seconds(model, resize, batch_size, device, 60_000)
     epochs = min(10, math.floor(budget_s / estimate))
     result: dict[str, Any] = {"model": model, "recipe": recipe, "resize": resize, "batch_size": batch_size,
                               "lr": lr, "epoch_estimate_s": estimate, "d2l_median": D2L_MEDIAN[model],
                               "device": device, "budget_minutes": budget_s / 60,
-                              "init": overrides.get("init", values.get("init", "default"))}
+                              "init": values["init"]}
     if epochs < 1:
         return result | {"epochs": 0, "test_acc": None, "seconds": None,
                          "note": f"one epoch takes about {estimate / 60:.0f} min here, over the budget"}
-    config = resolve_config(recipe=recipe, overrides={**overrides, "model": model, "resize": resize,
+    config = resolve_config(recipe=recipe, overrides={**values, "model": model, "resize": resize,
                                                       "epochs": epochs, "device": device, "data_dir": data_dir,
                                                       "out": str(runs / model / "run")})
     start = time.perf_counter()
@@ -144,7 +150,7 @@ def markdown(results: list[dict[str, Any]], budget_minutes: float) -> str:
         gap = f"{r['test_acc'] - r['d2l_median']:+.3f}" if r["test_acc"] is not None else "-"
         took = f"{r['seconds'] / 60:.1f} min" if r["seconds"] else r.get("note", "-")
         budget = f"{r['budget_minutes']:g} min" if "budget_minutes" in r else "-"
-        init = r.get("init") or ("xavier" if r.get("recipe", "d2l") == "d2l" else "default")
+        init = r.get("init") or recipe_values(r["model"], r.get("recipe", "d2l"))["init"]  # older results lack it
         lines.append(f"| {r['model']} | {r.get('recipe', 'd2l')} | {r['device']} | {r['resize']} | {r['epochs']} "
                      f"| {acc} | {r['d2l_median']:.3f} | {gap} | {took} | {r['lr']:g} | {init} | {budget} |")
         if r["test_acc"] is None:
@@ -199,7 +205,7 @@ def register(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]])
     p = sub.add_parser("report", help="train the d2l table's models on Fashion-MNIST; write zoo.md and zoo.png")
     p.add_argument("--models", help="comma-separated (default: every model of d2l's table)")
     p.add_argument("--budget-minutes", type=float, default=15.0, help="per model (default 15)")
-    p.add_argument("--recipe", choices=REPORT_RECIPES,
+    p.add_argument("--recipe", choices=sorted(RECIPES),
                    help="fast (convzoo's CPU recipe) or d2l (d2l's hyperparameters) for every model "
                         "(default: per model, the better one on the CPU)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: d2l's input sizes on a GPU")

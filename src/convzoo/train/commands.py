@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import Any
 
 from convzoo.errors import ConvzooError, DivergenceError
-from convzoo.train.config import RECIPES, TrainConfig
+from convzoo.train.config import RECIPES, TTAS, TrainConfig
 
 __all__ = ["register"]
 
@@ -118,7 +118,7 @@ def register(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]])
     p = sub.add_parser("eval", help="accuracy, per-class accuracy, confusion matrix and top-5 of a checkpoint")
     p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--tta", choices=("none", "flip"), help="test-time augmentation (default: the run's own)")
+    p.add_argument("--tta", choices=TTAS, help="test-time augmentation (default: the run's own)")
     p.add_argument("--data-dir", help="folder holding the data set")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     commands["eval"] = _cmd_eval

@@ -17,8 +17,9 @@ from convzoo.data import load_dataset, split_train_val
 from convzoo.errors import ConvzooError
 from convzoo.models import ConvNet
 from convzoo.train.checkpoint import find_checkpoint, model_from_sidecar, read_checkpoint
+from convzoo.train.config import TTAS
 from convzoo.train.env import pick_device
-from convzoo.train.loop import EvalResult, evaluate_batches
+from convzoo.train.loop import EvalResult, evaluate_batches, tta_logits
 from convzoo.train.pipeline import Batches, Preprocess
 
 __all__ = ["Checkpoint", "EvalReport", "evaluate", "load", "read_image"]
@@ -63,14 +64,10 @@ class Checkpoint:
         else:
             batch = [read_image(p)[None] for p in images]
         k = min(topk, len(self.classes))
-        flip = self.meta.get("config", {}).get("tta", "none") == "flip"
+        tta = "flip" if self.meta.get("config", {}).get("tta") == "flip" else "none"
         results = []
         for X in batch:
-            X = self.preprocess(X.to(self.device))
-            logits = self.model(X)
-            if flip:
-                logits = (logits + self.model(X.flip(3))) / 2
-            probs = logits.softmax(dim=1)[0]
+            probs = tta_logits(self.model, self.preprocess(X.to(self.device)), tta).softmax(dim=1)[0]
             values, indices = probs.topk(k)
             results.append([(self.classes[int(i)], float(v)) for v, i in zip(values, indices, strict=True)])
         return results
@@ -173,8 +170,8 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_di
     """
     if split not in ("test", "val"):
         raise ConvzooError(f"--split must be test or val, got {split!r}")
-    if tta not in (None, "none", "flip"):
-        raise ConvzooError(f"--tta must be none or flip, got {tta!r}")
+    if tta is not None and tta not in TTAS:  # before loading anything
+        raise ConvzooError(f"--tta must be {' or '.join(TTAS)}, got {tta!r}")
     ckpt = load(checkpoint, device=str(pick_device(device)))
     meta = ckpt.meta
     if data_dir is None:  # where the run found its data

@@ -39,13 +39,14 @@ from convzoo.train.checkpoint import (
     write_checkpoint,
     write_text_atomic,
 )
-from convzoo.train.config import TrainConfig, config_diff, load_config_file, resolve_config, save_config
+from convzoo.train.config import TTAS, TrainConfig, config_diff, load_config_file, resolve_config, save_config
 from convzoo.train.env import environment, keep_batch_memory, pick_device
 from convzoo.train.pipeline import Augment, Batches, Preprocess, derive_seed
 from convzoo.train.plots import plot_confusion, plot_curves, plot_samples
 from convzoo.train.report import EpochTable, Progress, write_metrics
 
-__all__ = ["EvalResult", "Interrupted", "RunResult", "evaluate_batches", "fit", "lr_at", "train_one_epoch"]
+__all__ = ["EvalResult", "Interrupted", "RunResult", "evaluate_batches", "fit", "lr_at", "train_one_epoch",
+           "tta_logits"]
 
 
 class Interrupted(Exception):  # noqa: N818  (a signal, not an error)
@@ -258,6 +259,16 @@ def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches
     return sums, next_step
 
 
+def tta_logits(forward: Callable[[Tensor], Tensor], X: Tensor, tta: str = "none") -> Tensor:
+    """The logits of a batch; ``tta="flip"`` averages them with those of its horizontal mirror image."""
+    if tta not in TTAS:
+        raise ConvzooError(f"tta must be one of {', '.join(TTAS)}, got {tta!r}")
+    logits = forward(X).float()
+    if tta == "flip":
+        logits = (logits + forward(X.flip(3)).float()) / 2
+    return logits
+
+
 @torch.no_grad()
 def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batches: Batches, num_classes: int,
                      amp: bool = False, tta: str = "none") -> EvalResult:
@@ -265,8 +276,6 @@ def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batche
 
     ``tta="flip"`` averages the logits of each image and of its horizontal mirror (test-time augmentation).
     """
-    if tta not in ("none", "flip"):
-        raise ConvzooError(f"tta must be none or flip, got {tta!r}")
     net.eval()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=batches.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
@@ -275,9 +284,7 @@ def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batche
     count = 0
     for _, X, y in batches.epoch():
         with autocast:
-            logits = forward(X).float()
-            if tta == "flip":
-                logits = (logits + forward(X.flip(3)).float()) / 2
+            logits = tta_logits(forward, X, tta)
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").double()
         confusion += torch.bincount(y * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
         if num_classes > 5:
