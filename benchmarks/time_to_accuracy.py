@@ -43,11 +43,11 @@ TASKS: dict[str, Task] = {
                        dict(model="fastcnn_fashion", epochs=6, batch_size=256, lr=0.2, augment="crop-flip",
                             crop_padding=2)),
     "cifar10-85": Task("cifar10", 0.85, "val", 1200,
-                       dict(model="fastcnn_cifar", epochs=10, batch_size=512, lr=0.4, augment="crop-flip",
-                            crop_padding=2, val_split=0.1)),
+                       dict(model="fastcnn_cifar_small", epochs=9, batch_size=512, lr=0.4, augment="crop-flip",
+                            crop_padding=2, tta="flip", val_split=0.1)),
     "cifar10-90": Task("cifar10", 0.90, "val", None,
-                       dict(model="fastcnn_cifar", epochs=24, batch_size=512, lr=0.4, augment="crop-flip",
-                            crop_padding=2, val_split=0.1)),
+                       dict(model="fastcnn_cifar", epochs=16, batch_size=512, lr=0.4, augment="crop-flip",
+                            crop_padding=2, tta="flip", val_split=0.1)),
 }
 
 
