@@ -291,6 +291,18 @@ def test_too_small_input_is_refused_before_training(toy, tmp_path):
     assert not (tmp_path / "x" / "checkpoints").exists()
 
 
+def test_train_limit_that_leaves_out_classes_is_named(toy, tmp_path):
+    import io
+
+    out = io.StringIO()
+    fit(toy_config(toy, tmp_path / "few", epochs=1, train_limit=4), progress=False, out=out)
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("warning:"))
+    assert "no image of class(es)" in line and "--train-limit 4 keeps the first images only" in line
+    out = io.StringIO()
+    fit(toy_config(toy, tmp_path / "all", epochs=1, train_limit=300), progress=False, out=out)
+    assert "warning:" not in out.getvalue()
+
+
 def test_cli_train_eval_predict(toy, tmp_path, capsys):
     from convzoo.cli import main
 

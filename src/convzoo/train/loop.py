@@ -466,6 +466,12 @@ def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progres
           f"[{len(train_split):,} train" + (f", {len(val_split):,} val" if val_split is not None else "")
           + (f", {len(data.test):,} test" if data.test is not None else "") + f"] on {device}; run {run_dir}",
           file=out, flush=True)
+    missing = sorted(set(torch.cat([s.labels for s in evaluation]).unique().tolist())
+                     - set(train_split.labels.unique().tolist()))
+    if missing:  # the first N of a split ordered by class (an image folder) hold only its first classes
+        print(f"warning: the training split has no image of class(es) {', '.join(map(str, missing))} that the "
+              f"evaluation split has" + (f"; --train-limit {config.train_limit} keeps the first images only, "
+                                         "raise it or drop it" if config.train_limit else ""), file=out, flush=True)
     with _signals_caught() as caught:
         while epoch < config.epochs:
             t0, before = time.perf_counter(), sums.train_seconds  # (train time before a mid-epoch resume)
