@@ -34,6 +34,22 @@ def test_report_on_toy_data_resumes_per_model(tmp_path, monkeypatch):
     assert report.run_report(["lenet", "lenet_bn"], runs=runs, out=out, log=lambda line: None) == results
 
 
+def test_a_result_made_with_other_settings_is_kept_aside_and_the_model_trained_again(tmp_path, monkeypatch):
+    toy = make_toy_mnist(tmp_path / "toy", 256, 64)
+    runs, lines = tmp_path / "runs", []
+    monkeypatch.setattr(report, "_estimate_epoch_seconds", lambda *a: 60.0)
+    (first,) = report.run_report(["lenet_bn"], budget_minutes=1.0, runs=runs, out=tmp_path / "a",
+                                 data_dir=str(toy), log=lines.append)
+    monkeypatch.setitem(report.FAST_OVERRIDES, "lenet_bn", {"lr": 0.05})
+    (second,) = report.run_report(["lenet_bn"], budget_minutes=1.0, runs=runs, out=tmp_path / "a",
+                                  data_dir=str(toy), log=lines.append)
+    assert (first["lr"], second["lr"]) == (0.1, 0.05)
+    assert "other settings (lr 0.1 -> 0.05)" in lines[-2] and "training again" in lines[-2]
+    (kept,) = (runs / "fast").glob("lenet_bn.replaced-*")
+    assert json.loads((kept / "result.json").read_text()) == first
+    assert json.loads((runs / "fast" / "lenet_bn" / "result.json").read_text())["lr"] == 0.05
+
+
 def test_each_recipe_keeps_its_own_results(tmp_path, monkeypatch):
     toy = make_toy_mnist(tmp_path / "toy", 256, 64)
     runs = tmp_path / "runs"
