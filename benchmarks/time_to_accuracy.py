@@ -46,7 +46,7 @@ TASKS: dict[str, Task] = {
                        dict(model="fastcnn_cifar_small", epochs=9, batch_size=512, lr=0.4, augment="crop-flip",
                             crop_padding=2, tta="flip", val_split=0.1)),
     "cifar10-90": Task("cifar10", 0.90, "val", None,
-                       dict(model="fastcnn_cifar", epochs=16, batch_size=512, lr=0.4, augment="crop-flip",
+                       dict(model="fastcnn_cifar", epochs=20, batch_size=512, lr=0.4, augment="crop-flip",
                             crop_padding=2, tta="flip", val_split=0.1)),
 }
 
