@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from convzoo.train.config import RECIPES, TrainConfig
+from convzoo.train.config import D2L_TABLE, RECIPES, TrainConfig, resolve_config
 
 __all__ = ["D2L_MEDIAN", "CPU_SIZES", "register", "run_report"]
 
@@ -67,8 +67,6 @@ def recipe_values(model: str, recipe: str) -> dict[str, Any]:
 
 def planned(model: str, recipe: str, device: str, full_size: bool) -> dict[str, Any]:
     """What decides ``model``'s row besides the budget: input side, batch size, lr, init, device."""
-    from convzoo.train.config import D2L_TABLE
-
     d2l_size = D2L_TABLE[model][0]
     values = recipe_values(model, recipe)
     return {"resize": d2l_size if full_size else CPU_SIZES.get(model, d2l_size), "batch_size": values["batch_size"],
@@ -77,23 +75,20 @@ def planned(model: str, recipe: str, device: str, full_size: bool) -> dict[str, 
 
 def run_model(model: str, *, budget_s: float, device: str, runs: Path, data_dir: str | None,
               full_size: bool, recipe: str = "fast") -> dict[str, Any]:
-    from convzoo.train.config import resolve_config
     from convzoo.train.loop import fit
 
-    values = recipe_values(model, recipe)
-    resize, batch_size, lr = planned(model, recipe, device, full_size)["resize"], values["batch_size"], values["lr"]
-    estimate = _estimate_epoch_seconds(model, resize, batch_size, device, 60_000)
+    plan = planned(model, recipe, device, full_size)
+    resize = plan["resize"]
+    estimate = _estimate_epoch_seconds(model, resize, plan["batch_size"], device, 60_000)
     epochs = min(10, math.floor(budget_s / estimate))
-    result: dict[str, Any] = {"model": model, "recipe": recipe, "resize": resize, "batch_size": batch_size,
-                              "lr": lr, "epoch_estimate_s": estimate, "d2l_median": D2L_MEDIAN[model],
-                              "device": device, "budget_minutes": budget_s / 60,
-                              "init": values["init"]}
+    result: dict[str, Any] = {"model": model, "recipe": recipe, **plan, "epoch_estimate_s": estimate,
+                              "d2l_median": D2L_MEDIAN[model], "budget_minutes": budget_s / 60}
     if epochs < 1:
         return result | {"epochs": 0, "test_acc": None, "seconds": None,
                          "note": f"one epoch takes about {estimate / 60:.0f} min here, over the budget"}
-    config = resolve_config(recipe=recipe, overrides={**values, "model": model, "resize": resize,
-                                                      "epochs": epochs, "device": device, "data_dir": data_dir,
-                                                      "out": str(runs / model / "run")})
+    config = resolve_config(recipe=recipe, overrides={**recipe_values(model, recipe), "model": model,
+                                                      "resize": resize, "epochs": epochs, "device": device,
+                                                      "data_dir": data_dir, "out": str(runs / model / "run")})
     start = time.perf_counter()
     with open(os.devnull, "w") as quiet:
         history = fit(config, progress=False, out=quiet).history
@@ -116,10 +111,10 @@ def run_report(models: list[str], *, budget_minutes: float = 15.0, device: str =
         where = top / model_recipe
         done = where / model / "result.json"
         if done.is_file():
-            saved = json.loads(done.read_text())
             want = planned(model, model_recipe, device, full_size or device != "cpu")
-            old = {"init": want["init"], **saved}  # results older than --init have the recipe's own init
-            changed = [f"{k} {old.get(k)} -> {v}" for k, v in want.items() if old.get(k) != v]
+            # results older than --init were made with the recipe's own init
+            saved = {"init": recipe_values(model, model_recipe)["init"], **json.loads(done.read_text())}
+            changed = [f"{k} {saved.get(k)} -> {v}" for k, v in want.items() if saved.get(k) != v]
             if not changed:
                 results.append(saved)
                 log(f"{model}: done before ({done})")
@@ -168,9 +163,8 @@ def markdown(results: list[dict[str, Any]], budget_minutes: float) -> str:
         gap = f"{r['test_acc'] - r['d2l_median']:+.3f}" if r["test_acc"] is not None else "-"
         took = f"{r['seconds'] / 60:.1f} min" if r["seconds"] else r.get("note", "-")
         budget = f"{r['budget_minutes']:g} min" if "budget_minutes" in r else "-"
-        init = r.get("init") or recipe_values(r["model"], r.get("recipe", "d2l"))["init"]  # older results lack it
         lines.append(f"| {r['model']} | {r.get('recipe', 'd2l')} | {r['device']} | {r['resize']} | {r['epochs']} "
-                     f"| {acc} | {r['d2l_median']:.3f} | {gap} | {took} | {r['lr']:g} | {init} | {budget} |")
+                     f"| {acc} | {r['d2l_median']:.3f} | {gap} | {took} | {r['lr']:g} | {r['init']} | {budget} |")
         if r["test_acc"] is None:
             short.append(f"{r['model']} does not fit the budget ({r.get('note', '')})")
         elif r["test_acc"] < r["d2l_median"]:
@@ -205,8 +199,6 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from convzoo.train.config import D2L_TABLE
-
     models = args.models.split(",") if args.models else list(D2L_TABLE)
     unknown = [m for m in models if m not in D2L_TABLE]
     if unknown:
