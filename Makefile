@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_MODEL ?= lenet_bn
 DEMO_EPOCHS ?= 4
 
-.PHONY: install data demo test test-all clean
+.PHONY: install data demo test check lint clean
 # Fashion-MNIST comes from Debian's package; MNIST and CIFAR-10 from ../shared/data (see its README)
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
@@ -30,8 +30,18 @@ demo: install data
 	$(VENV)/bin/convzoo train --model $(DEMO_MODEL) --dataset fashion-mnist --recipe fast --epochs $(DEMO_EPOCHS) \
 	  --val-split 0.1 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# the whole suite (what CI runs, under 12 minutes on two idle cores)
 test: install data
 	$(PY) -m pytest
+
+# the linters CI runs after the suite
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
+
+# the inner loop, under 3 minutes: the linters and every test not marked slow
+check: lint data
+	$(PY) -m pytest -m "not slow" -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

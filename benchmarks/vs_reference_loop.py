@@ -57,9 +57,11 @@ def reference_worker(args: argparse.Namespace) -> dict:
     from torchvision import transforms
 
     import convzoo
-    from convzoo.train.config import D2L_TABLE
 
-    resize, batch_size, lr = D2L_TABLE[args.model]
+    d2l = convzoo.model_info(args.model).d2l
+    if d2l is None:
+        raise SystemExit(f"{args.model} has no d2l recipe; d2l's models: {', '.join(convzoo.models.d2l_models())}")
+    resize, batch_size, lr = d2l.resize, d2l.batch_size, d2l.lr
     torch.manual_seed(args.seed)
     trans = [transforms.ToTensor()]
     if resize != 28:
@@ -108,7 +110,7 @@ def reference_worker(args: argparse.Namespace) -> dict:
 
 
 def convzoo_worker(args: argparse.Namespace, out: Path) -> dict:
-    command = [sys.executable, "-m", "convzoo.cli", "train", "--recipe", "d2l", "--model", args.model,
+    command = [sys.executable, "-m", "convzoo", "train", "--recipe", "d2l", "--model", args.model,
                "--epochs", str(args.epochs), "--seed", str(args.seed), "--out", str(out), "--quiet",
                "--data-dir", str(args.source)]
     if args.train_limit:

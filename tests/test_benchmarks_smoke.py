@@ -77,3 +77,14 @@ def test_shared_data_path_is_the_one_the_scripts_use():
     finally:
         del sys.modules["tta"]
     assert module.SHARED == SHARED_DATA
+
+
+def test_startup(tmp_path):
+    out = run("startup.py", "--runs", "1", "--warmup", "0", "--json", str(tmp_path / "s.json"))
+    assert 'python -c "import convzoo"' in out and "convzoo models" in out and "x torch" in out
+    assert out.count("PASS") + out.count("FAIL") == 2  # one verdict per goal
+    figures = json.loads((tmp_path / "s.json").read_text())["commands"]
+    assert list(figures) == ['python -c "import torch"', 'python -c "import convzoo"', "convzoo --help",
+                             "convzoo models"]
+    assert figures['python -c "import torch"']["ratio"] == 1.0 and all(f["median_s"] > 0 for f in figures.values())
+    assert figures["convzoo models"]["goal_max_ratio"] == 1.5

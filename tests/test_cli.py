@@ -72,6 +72,14 @@ def test_info(capsys):
         (["models", "zzz*"], "no model matches"),
         (["params", "nope"], "unknown model"),
         (["frobnicate"], "invalid choice"),
+        # sizes torch's arithmetic overflows on (found by the fuzzer once overflows counted as bugs)
+        (["summary", "lenet", "--input-size", "1", "99999999999", "99999999999"], "not enough memory for a tensor"),
+        (["params", "lenet", "--num-classes", "99999999999999999999"], "expected a whole number from 1 to"),
+        (["bench", "lenet", "--threads", "99999999999"], "use at most --threads"),
+        (["bench", "lenet", "--batch-size", "1099511627776"], "not enough memory for a tensor"),
+        (["bench", "lenet", "--device", "tpu"], "invalid choice: 'tpu'"),
+        (["report", "--models", ""], "--models '' holds an empty name"),
+        (["report", "--budget-minutes", "inf"], "--budget-minutes must be > 0 and finite"),
     ],
 )
 def test_errors_are_one_line_with_exit_code_2(capsys, argv, message):
@@ -82,8 +90,24 @@ def test_errors_are_one_line_with_exit_code_2(capsys, argv, message):
     assert "Traceback" not in err
 
 
+def test_every_device_option_is_the_one_definition():
+    """Every command taking --device takes the training configuration's devices, and refuses others alike."""
+    import argparse
+
+    from convzoo.cli import build_parser
+    from convzoo.train.config import DEVICES
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    takers = {name: next(a for a in p._actions if a.dest == "device") for name, p in sub.choices.items()
+              if any(a.dest == "device" for a in p._actions)}
+    assert set(takers) == {"train", "eval", "predict", "bench", "report"}
+    assert all(tuple(a.choices) == DEVICES for a in takers.values())
+    assert {name: a.default for name, a in takers.items()} == {"train": argparse.SUPPRESS, "eval": "auto",
+                                                                "predict": "cpu", "bench": "cpu", "report": "cpu"}
+
+
 def test_console_script_exit_code():
-    proc = subprocess.run([sys.executable, "-m", "convzoo.cli", "summary", "nope"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "convzoo", "summary", "nope"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("convzoo: error: unknown model 'nope'")
     assert "Traceback" not in proc.stderr

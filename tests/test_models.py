@@ -1,25 +1,52 @@
-"""Every registered model, tested by being registered (timm's and torchvision's test_models)."""
+"""Every registered model, tested by being registered (timm's and torchvision's test_models).
+
+Each model is built once for this module (the ``net`` fixture: pytest runs all of one model's tests before
+building the next, so one large model at a time is alive); tests about shapes only build on the meta device.
+"""
 
 from __future__ import annotations
+
+from dataclasses import fields
 
 import pytest
 import torch
 from torch import nn
 
 import convzoo
-from convzoo.models import ConvNet, create_model, list_models, model_info, register_model
+from convzoo.errors import InputShapeError, ModelError
+from convzoo.models import (
+    ConvNet,
+    D2LRecipe,
+    ReportPlan,
+    create_model,
+    d2l_models,
+    list_models,
+    model_info,
+    register_model,
+)
+from convzoo.models._base import probe_input_range
+from convzoo.train.config import RECIPES, TrainConfig, resolve_config
 from helpers import modules_in_run_order
 
 MODELS = list_models()
 
 
-def small_input(name: str, batch: int = 2) -> torch.Tensor:
+def small_input(name: str, batch: int = 2, device: str = "cpu") -> torch.Tensor:
     """A cheap valid input: the smallest accepted side (at least 32, so every stage has some area)."""
     info = model_info(name)
     c, side, _ = info.min_input_size
     if info.max_input_size is None:
         side = max(side, 32)
+    if device == "meta":
+        return torch.empty(batch, c, side, side, device="meta")
     return torch.randn(batch, c, side, side, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def net(request: pytest.FixtureRequest) -> ConvNet:
+    """The model ``request.param`` in its default configuration, built once for all the tests that take it."""
+    torch.manual_seed(0)
+    return create_model(request.param)
 
 
 def test_zoo_has_every_model_the_issue_names():
@@ -33,11 +60,9 @@ def test_zoo_has_every_model_the_issue_names():
     assert expected <= set(MODELS)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_forward_backward(name):
-    torch.manual_seed(0)
-    net = create_model(name)
-    X = small_input(name)
+def test_forward_backward(net):
+    X = small_input(net.model_name)
+    net.zero_grad(set_to_none=True)
     net.train()
     y = net(X)
     assert y.shape == (2, 10)
@@ -51,30 +76,41 @@ def test_forward_backward(name):
     net.eval()
     net(X).square().mean().backward()
     zero = [n for n, p in net.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    net.zero_grad(set_to_none=True)  # the gradients of the largest models take as much memory as the weights
     assert not zero, f"zero gradient for {zero}"
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_contract(name):
-    net = create_model(name, num_classes=7, in_channels=2)
+    with torch.device("meta"):  # shapes only
+        net = create_model(name, num_classes=7, in_channels=2)
     assert isinstance(net, ConvNet)
     assert net.model_name == name
     assert (net.num_classes, net.in_channels) == (7, 2)
-    X = small_input(name)[:, :1].repeat(1, 2, 1, 1)
+    X = small_input(name, device="meta")[:, :1].repeat(1, 2, 1, 1)
     net.eval()
-    with torch.no_grad():
-        features = net.forward_features(X)
-        assert features.dim() == 4, "forward_features returns a feature map"
-        assert torch.equal(net.forward_head(features), net(X))
-        assert net(X).shape == (2, 7)
+    features = net.forward_features(X)
+    assert features.dim() == 4, "forward_features returns a feature map"
+    assert net.forward_head(features).shape == net(X).shape == (2, 7)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_eval_deterministic(name):
-    net = create_model(name).eval()
-    X = small_input(name)
+def test_forward_is_features_then_head(net):
+    net.eval()
+    X = small_input(net.model_name)
     with torch.no_grad():
-        assert torch.equal(net(X), net(X))
+        assert torch.equal(net.forward_head(net.forward_features(X)), net(X))
+
+
+def test_eval_is_deterministic_and_per_image(net):
+    """In evaluation mode no dropout or batch statistics remain: the same batch gives the same logits, and each
+    image's logits do not depend on the rest of its batch."""
+    net.eval()
+    X = small_input(net.model_name)
+    with torch.no_grad():
+        Y = net(X)
+        assert torch.equal(Y, net(X))
+        for i in range(len(X)):
+            torch.testing.assert_close(net(X[i : i + 1]), Y[i : i + 1], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -85,29 +121,39 @@ def test_parameter_count_is_pinned(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_parameters_registered_in_run_order(name):
-    net = create_model(name)
-    order = [p for m in modules_in_run_order(net, small_input(name, batch=1)) for p in m.parameters(recurse=False)]
+def test_pinned_input_sizes_match_the_architecture(name):
+    """``model_info`` builds nothing: its default input size and accepted range are pinned at registration,
+    and here derived again from the model (a shape-only probe on the meta device)."""
+    info = model_info(name)
+    with torch.device("meta"):
+        net = create_model(name)
+    assert info.default_input_size == (net.in_channels, net.default_size, net.default_size)
+    assert info.default_kwargs["in_channels"] == net.in_channels
+    assert info.input_range == probe_input_range(net)
+
+
+def test_parameters_registered_in_run_order(net):
+    order = [p for m in modules_in_run_order(net, small_input(net.model_name, batch=1))
+             for p in m.parameters(recurse=False)]
     assert [id(p) for p in order] == [id(p) for p in net.parameters()]
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_input_range_is_exact(name):
-    """The derived minimum (and maximum) hold on real tensors: the edge fits, one pixel beyond fails."""
-    info = model_info(name)
+def test_input_range_is_exact(net):
+    """The pinned minimum (and maximum) hold on real tensors: the edge fits, one pixel beyond fails."""
+    info = model_info(net.model_name)
     c, lo, _ = info.min_input_size
-    net = create_model(name).eval()
+    net.eval()
     with torch.no_grad():
         assert net(torch.zeros(1, c, lo, lo)).shape == (1, 10)
         if lo > 1:
-            with pytest.raises(ValueError, match="smaller than the minimum"):
+            with pytest.raises(InputShapeError, match="smaller than the minimum"):
                 net(torch.zeros(1, c, lo - 1, lo - 1))
             with pytest.raises(RuntimeError):  # the check is right: the layers themselves fail there
                 net.forward_head(net.forward_features(torch.zeros(1, c, lo - 1, lo - 1)))
         if info.max_input_size is not None:
             hi = info.max_input_size[1]
             assert net(torch.zeros(1, c, hi, hi)).shape == (1, 10)
-            with pytest.raises(ValueError, match=f"input {hi + 1}x{hi + 1}"):
+            with pytest.raises(InputShapeError, match=f"input {hi + 1}x{hi + 1}"):
                 net(torch.zeros(1, c, hi + 1, hi + 1))
             with pytest.raises(RuntimeError):
                 net.forward_head(net.forward_features(torch.zeros(1, c, hi + 1, hi + 1)))
@@ -122,6 +168,37 @@ def test_minimum_agrees_with_torchvision(name):
     assert model_info(name).min_input_size[1] == TORCHVISION_MIN_SIZE[name]
 
 
+# ---- d2l's table ---------------------------------------------------------------------------------
+
+
+def test_d2l_models_are_d2l_table_in_its_order():
+    # the rows of ../shared/reference/d2l_results.md
+    assert d2l_models() == ["lenet", "alexnet", "vgg11_small", "nin", "googlenet", "lenet_bn_scratch", "lenet_bn",
+                            "resnet18", "densenet_d2l"]
+    assert [model_info(name).d2l.table_row for name in d2l_models()] == list(range(1, 10))
+
+
+@pytest.mark.parametrize("name", d2l_models())
+def test_d2l_entry_gives_a_valid_recipe_and_report_plan(name):
+    info = model_info(name)
+    d2l, plan = info.d2l, info.report
+    assert isinstance(d2l, D2LRecipe) and isinstance(plan, ReportPlan)
+    assert d2l.resize in info.input_range and 0.5 < d2l.test_acc < 1
+    config = resolve_config(recipe="d2l", overrides={"model": name})
+    assert (config.resize, config.batch_size, config.lr) == (d2l.resize, d2l.batch_size, d2l.lr)
+    assert plan.recipe in RECIPES
+    assert set(plan.fast_overrides) <= {f.name for f in fields(TrainConfig)}
+    config = resolve_config(recipe="fast", overrides={"model": name, **plan.fast_overrides})  # values validated
+    assert all(getattr(config, key) == value for key, value in plan.fast_overrides.items())
+
+
+def test_models_outside_d2l_table_have_no_d2l_entry_or_report_plan():
+    outside = [model_info(name) for name in MODELS if name not in d2l_models()]
+    assert outside and all(info.d2l is None and info.report is None for info in outside)
+    with pytest.raises(ValueError, match="d2l has no recipe for 'simple_cnn'"):
+        resolve_config(recipe="d2l", overrides={"model": "simple_cnn"})
+
+
 # ---- input checks --------------------------------------------------------------------------------
 
 
@@ -129,7 +206,7 @@ def test_wrong_channel_count_is_named_before_any_layer_runs():
     net = create_model("lenet")
     ran = []
     net.features[0].register_forward_pre_hook(lambda m, a: ran.append(m))
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(InputShapeError) as err:
         net(torch.zeros(1, 3, 28, 28))
     message = str(err.value)
     assert "lenet" in message and "expected 1 input channel" in message and "got 3" in message
@@ -138,8 +215,9 @@ def test_wrong_channel_count_is_named_before_any_layer_runs():
 
 
 def test_too_small_input_names_model_size_minimum_and_fix():
-    net = create_model("alexnet")
-    with pytest.raises(ValueError) as err:
+    with torch.device("meta"):  # the check runs before any layer: no weights needed
+        net = create_model("alexnet")
+    with pytest.raises(InputShapeError) as err:
         net(torch.zeros(1, 1, 28, 28))
     message = str(err.value)
     assert "alexnet" in message and "28x28" in message and "minimum 65x65" in message
@@ -147,26 +225,34 @@ def test_too_small_input_names_model_size_minimum_and_fix():
 
 
 def test_fixed_classifier_rejects_a_larger_input():
-    with pytest.raises(ValueError, match="lenet: input 64x64 is outside the accepted range 28x28 to 31x31"):
+    with pytest.raises(InputShapeError, match="lenet: input 64x64 is outside the accepted range 28x28 to 31x31"):
         create_model("lenet")(torch.zeros(1, 1, 64, 64))
 
 
 def test_non_square_input_checked_per_side():
-    net = create_model("vgg11_small").eval()
-    with pytest.raises(ValueError, match="input 224x16"):
-        net(torch.zeros(1, 1, 224, 16))
-    assert net(torch.zeros(1, 1, 32, 64)).shape == (1, 10)
+    with torch.device("meta"):  # shapes only
+        net = create_model("vgg11_small").eval()
+    with pytest.raises(InputShapeError, match="input 224x16"):
+        net(torch.zeros(1, 1, 224, 16, device="meta"))
+    assert net(torch.zeros(1, 1, 32, 64, device="meta")).shape == (1, 10)
 
 
 def test_unbatched_input_gets_a_hint():
-    with pytest.raises(ValueError, match="unsqueeze"):
+    with pytest.raises(InputShapeError, match="unsqueeze"):
         create_model("lenet")(torch.zeros(1, 28, 28))
 
 
 @pytest.mark.parametrize("kwargs", [{"num_classes": 0}, {"in_channels": -1}, {"num_classes": 2.5}])
 def test_bad_constructor_arguments(kwargs):
-    with pytest.raises(ValueError, match="must be a whole number >= 1"):
+    with pytest.raises(ModelError, match="must be a whole number >= 1"):
         create_model("lenet", **kwargs)
+
+
+def test_user_errors_stay_value_errors():
+    """Callers that caught ValueError before the error classes existed keep working."""
+    assert issubclass(InputShapeError, ModelError) and issubclass(ModelError, ValueError)
+    with pytest.raises(ValueError, match="unknown model"):
+        create_model("nope")
 
 
 # ---- registry ------------------------------------------------------------------------------------
@@ -179,20 +265,28 @@ def test_list_models_globs():
 
 
 def test_unknown_model_lists_close_matches():
-    with pytest.raises(ValueError, match="unknown model 'resnet81'; did you mean resnet18"):
+    with pytest.raises(ModelError, match="unknown model 'resnet81'; did you mean resnet18"):
         create_model("resnet81")
 
 
 def test_unknown_argument_is_named():
-    with pytest.raises(ValueError, match="unknown argument.*pretrained"):
+    with pytest.raises(ModelError, match="unknown argument.*pretrained"):
         create_model("lenet", pretrained=True)
 
 
 def test_registering_a_name_twice_is_an_error():
     with pytest.raises(ValueError, match="already registered"):
-        @register_model(paper="x", year=2000, num_params=0)
+        @register_model(paper="x", year=2000, num_params=0, input_size=(1, 28, 28), min_side=28)
         def lenet() -> ConvNet:  # noqa: F811 (the point of the test)
             raise AssertionError
+
+
+def test_registration_checks_its_metadata():
+    with pytest.raises(ValueError, match="a report plan needs a d2l entry"):
+        register_model(paper="x", year=2000, num_params=0, input_size=(1, 28, 28), min_side=28,
+                       report=ReportPlan(cpu_side=20))
+    with pytest.raises(ValueError, match="outside the accepted sides"):
+        register_model(paper="x", year=2000, num_params=0, input_size=(1, 28, 28), min_side=32)
 
 
 def test_model_info_fields():
@@ -202,8 +296,23 @@ def test_model_info_fields():
     assert info.notes == "002"
     assert info.min_input_size[1] <= 96 and info.max_input_size is None
     assert info.default_kwargs == {"num_classes": 10, "in_channels": 1}
+    assert info.d2l == D2LRecipe(table_row=5, resize=96, batch_size=128, lr=0.1, test_acc=0.888)
+    assert info.report is not None and (info.report.cpu_side, info.report.recipe) == (48, "fast")
+    assert not info.torchvision_layout and convzoo.model_info("resnet18").torchvision_layout
     assert convzoo.model_info("resnet18_cifar").default_input_size == (3, 32, 32)
     assert convzoo.model_info("lenet").max_input_size == (1, 31, 31)
+    assert convzoo.model_info("lenet").report == ReportPlan(recipe="d2l")
+
+
+def test_model_info_builds_nothing(monkeypatch):
+    def refuse(self: ConvNet, **kwargs: object) -> None:
+        raise AssertionError(f"model_info built {kwargs.get('model_name')}")
+
+    monkeypatch.setattr(ConvNet, "__init__", refuse)
+    infos = [model_info(name) for name in MODELS]
+    assert [info.name for info in infos] == MODELS
+    with pytest.raises(AssertionError, match="built lenet"):  # the patch does catch a construction
+        create_model("lenet")
 
 
 def test_lenet_relu_conv_relu_option_is_notes_003():

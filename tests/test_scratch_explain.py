@@ -116,7 +116,7 @@ def test_explain_in_python():
 
 
 def test_cli_topics_are_the_library_topics():
-    """cli.py spells the topics out so that `convzoo --help` does not import torch; keep them in step."""
+    """cli/explain.py spells the topics out so that `convzoo --help` does not import torch; keep them in step."""
     import argparse
 
     from convzoo.cli import build_parser

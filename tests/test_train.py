@@ -18,7 +18,7 @@ import convzoo
 from convzoo.errors import ConvzooError, DivergenceError, RunError
 from convzoo.train import TrainConfig, fit, resolve_config
 from convzoo.train import loop as loop_module
-from convzoo.train.config import D2L_TABLE, config_diff, load_config_file, save_config
+from convzoo.train.config import config_diff, load_config_file, save_config
 from convzoo.train.loop import Interrupted, lr_at
 from train_fixtures import make_toy_mnist, need_fashion, need_mnist
 
@@ -51,7 +51,9 @@ def metric_rows(run: Path) -> list[dict]:
 
 def test_d2l_recipe_sets_the_published_hyperparameters():
     config = resolve_config(recipe="d2l", overrides={"model": "googlenet"})
-    assert (config.resize, config.batch_size, config.lr) == D2L_TABLE["googlenet"] == (96, 128, 0.1)
+    d2l = convzoo.model_info("googlenet").d2l  # the registry's d2l entry, d2l_results.md's row
+    assert d2l is not None and (config.resize, config.batch_size, config.lr) == (d2l.resize, d2l.batch_size, d2l.lr)
+    assert (d2l.resize, d2l.batch_size, d2l.lr) == (96, 128, 0.1)
     assert (config.optimizer, config.init, config.normalize, config.epochs) == ("sgd", "xavier", False, 10)
     assert config.momentum == 0.9 and config.weight_decay == 0.0 and config.schedule == "constant"
 
@@ -162,9 +164,11 @@ def test_best_checkpoint_chosen_on_validation_only(toy_run):
 
 
 def test_eval_and_predict_a_run(toy_run, tmp_path):
-    run, _ = toy_run
+    run, result = toy_run
     report = convzoo.evaluate(run, "test")
-    assert report.result.count == 200 and 0 <= report.result.accuracy <= 1
+    # the selected checkpoint, evaluated again from disk, gives the test accuracy the run reported
+    assert report.result.count == 200 and report.result.accuracy == result.selected["test_acc"]
+    assert int(report.result.confusion.sum()) == 200 and report.result.accuracy > 0.5  # (chance: 0.1)
     text = str(report)
     assert "accuracy" in text and "top-5 accuracy" in text and "confusion matrix" in text
     val = convzoo.evaluate(run, "val")
@@ -180,7 +184,15 @@ def test_eval_and_predict_a_run(toy_run, tmp_path):
     ckpt = convzoo.load(run)
     top = ckpt.predict(paths, topk=3)
     assert len(top) == 4 and all(len(t) == 3 for t in top)
-    assert all(abs(sum(p for _, p in t) - 1) < 1.0 + 1e-6 for t in top)
+    full = ckpt.predict(paths, topk=len(ckpt.classes))
+    for t, f in zip(top, full, strict=True):
+        probs = [p for _, p in f]
+        assert abs(sum(probs) - 1) < 1e-5 and probs == sorted(probs, reverse=True)  # a distribution, best first
+        assert t == f[:3]  # top-k is the head of the whole ranking
+    with torch.no_grad():  # the same numbers as the model's own softmax on the preprocessed pixels
+        X = ckpt.preprocess(convzoo.train.read_image(paths[0])[None])
+        expected = ckpt.model(X).softmax(dim=1)[0]
+    assert [p for _, p in full[0]] == pytest.approx(sorted(expected.tolist(), reverse=True), abs=1e-6)
     assert sum(t[0][0] == ckpt.classes[int(y)] for t, y in zip(top, labels, strict=True)) >= 3
 
 

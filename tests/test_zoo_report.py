@@ -8,6 +8,7 @@ import pytest
 
 import convzoo.zoo_report as report
 from convzoo.cli import main
+from convzoo.models import d2l_models, model_info
 from train_fixtures import make_toy_mnist
 
 
@@ -18,12 +19,15 @@ def test_report_on_toy_data_resumes_per_model(tmp_path, monkeypatch):
     results = report.run_report(["lenet", "lenet_bn"], budget_minutes=1.0, runs=runs, out=out, data_dir=str(toy),
                                 log=lambda line: None)
     assert [r["epochs"] for r in results] == [3, 3]  # floor(60 s / 20 s)
-    assert all(0 <= r["test_acc"] <= 1 and len(r["curve"]) == 3 for r in results)
+    for r, recipe in zip(results, ("d2l", "fast"), strict=True):  # the last epoch's test accuracy, as d2l reports
+        rows = [json.loads(line) for line in (runs / recipe / r["model"] / "run" / "metrics.jsonl").open()]
+        assert r["curve"] == [row["test_acc"] for row in rows] and r["test_acc"] == rows[-1]["test_acc"]
+        assert len(r["curve"]) == 3
     table = (out / "zoo.md").read_text()
     assert "| lenet | d2l | cpu | 28 | 3 |" in table and "| lenet_bn | fast | cpu | 28 | 3 |" in table
     assert "0.804" in table and (out / "zoo.png").stat().st_size > 0
     assert "Below d2l's median within the budget: lenet reaches" in table  # a toy set of 256 images
-    saved = json.loads((runs / "fast" / "lenet_bn" / "result.json").read_text())  # the recipe of CPU_RECIPES
+    saved = json.loads((runs / "fast" / "lenet_bn" / "result.json").read_text())  # its ReportPlan's recipe
     assert saved["test_acc"] == results[1]["test_acc"] and saved["recipe"] == "fast" and saved["lr"] == 0.1
     assert json.loads((runs / "d2l" / "lenet" / "result.json").read_text())["lr"] == 0.9
 
@@ -40,7 +44,8 @@ def test_a_result_made_with_other_settings_is_kept_aside_and_the_model_trained_a
     monkeypatch.setattr(report, "_estimate_epoch_seconds", lambda *a: 60.0)
     (first,) = report.run_report(["lenet_bn"], budget_minutes=1.0, runs=runs, out=tmp_path / "a",
                                  data_dir=str(toy), log=lines.append)
-    monkeypatch.setitem(report.FAST_OVERRIDES, "lenet_bn", {"lr": 0.05})
+    registry_values = report.recipe_values  # the registry's plan for lenet_bn, with another fast lr
+    monkeypatch.setattr(report, "recipe_values", lambda model, recipe: registry_values(model, recipe) | {"lr": 0.05})
     (second,) = report.run_report(["lenet_bn"], budget_minutes=1.0, runs=runs, out=tmp_path / "a",
                                   data_dir=str(toy), log=lines.append)
     assert (first["lr"], second["lr"]) == (0.1, 0.05)
@@ -68,7 +73,7 @@ def test_a_model_that_cannot_fit_the_budget_is_said_so(tmp_path, monkeypatch):
     (result,) = report.run_report(["alexnet"], budget_minutes=15, runs=tmp_path / "r", out=tmp_path / "d",
                                   log=lambda line: None)
     assert result["epochs"] == 0 and result["test_acc"] is None and "about 60 min" in result["note"]
-    assert result["resize"] == report.CPU_SIZES["alexnet"] < 224  # the CPU size
+    assert result["resize"] == model_info("alexnet").report.cpu_side == 72  # the CPU size, not d2l's 224
     table = (tmp_path / "d" / "zoo.md").read_text()
     assert f"| alexnet | fast | cpu | {result['resize']} | 0 | - | 0.881 |" in table
     assert "alexnet does not fit the budget (one epoch takes about 60 min here" in table
@@ -84,9 +89,7 @@ def test_cli_errors(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model", sorted(report.CPU_SIZES))
+@pytest.mark.parametrize("model", [m for m in d2l_models() if model_info(m).report.cpu_side])
 def test_cpu_sizes_are_accepted_by_the_model(model):
-    from convzoo import model_info
-
-    side = report.CPU_SIZES[model]
+    side = model_info(model).report.cpu_side
     assert model_info(model).min_input_size[1:] <= (side, side) and side < model_info(model).default_input_size[1]

@@ -3,8 +3,19 @@
 A zoo behind one registry (``list_models``, ``create_model``, ``model_info``), an inspector
 (``summary``, ``parameters_table``), convolution from first principles (``convzoo.scratch``), and
 training that is fast on a laptop CPU (``fit``, ``evaluate``, ``load``).
+
+``import convzoo`` loads the zoo and the inspector (torch, nothing more). The training stack (and with it
+Pillow, tqdm, matplotlib, torchvision) is imported on first use of ``fit``, ``evaluate``, ``load``,
+``TrainConfig`` or ``convzoo.train`` (PEP 562 module ``__getattr__``), so the command line and scripts
+that only build or inspect models do not pay for it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from convzoo._version import __version__
 from convzoo.models import (
     ConvNet,
     InputRange,
@@ -15,9 +26,9 @@ from convzoo.models import (
     model_info,
 )
 from convzoo.summary import ModelSummary, ParameterTable, parameters_table, summary
-from convzoo.train import TrainConfig, evaluate, fit, load
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
+    from convzoo.train import TrainConfig, evaluate, fit, load
 
 __all__ = [
     "ConvNet",
@@ -37,3 +48,25 @@ __all__ = [
     "parameters_table",
     "summary",
 ]
+
+# public names imported on first access -> the module that defines them
+_LAZY = {"TrainConfig": "convzoo.train", "evaluate": "convzoo.train", "fit": "convzoo.train",
+         "load": "convzoo.train"}
+# subpackages reachable as attributes without importing them first (``convzoo.train.read_image``)
+_SUBMODULES = frozenset({"data", "train"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazy name's module on first access and keep the name, so later accesses skip this."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBMODULES})

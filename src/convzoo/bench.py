@@ -10,7 +10,6 @@ forward and two forward-sized backward passes (gradients of the inputs and of th
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
@@ -18,13 +17,16 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["BenchResult", "benchmark_model", "matmul_peak", "register"]
+from convzoo.errors import ConvzooError
+from convzoo.utils.atomic import write_text_atomic
+from convzoo.utils.table import render_table
+
+__all__ = ["BenchResult", "benchmark_model", "format_table", "matmul_peak", "write_csv"]
 
 
 def _timed(fn: Callable[[], object], seconds: float, min_runs: int = 3) -> list[float]:
@@ -87,11 +89,11 @@ def benchmark_model(name: str, *, input_size: tuple[int, int, int] | None = None
     import convzoo
 
     if mode not in ("infer", "train"):
-        raise ValueError(f"mode must be infer or train, got {mode!r}")
+        raise ConvzooError(f"mode must be infer or train, got {mode!r}")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be a whole number >= 1, got {batch_size}")
+        raise ConvzooError(f"--batch-size must be a whole number >= 1, got {batch_size}")
     if not seconds > 0:
-        raise ValueError(f"--seconds must be > 0, got {seconds}")
+        raise ConvzooError(f"--seconds must be > 0, got {seconds}")
     info = convzoo.model_info(name)
     size = tuple(input_size) if input_size is not None else info.default_input_size
     C, H, W = size
@@ -141,84 +143,20 @@ _COLUMNS = ("model", "mode", "batch", "input", "img/s", "min", "max", "params", 
 
 
 def format_table(results: list[BenchResult]) -> str:
+    """The results as ``convzoo bench`` prints them: the first four columns left-aligned, the figures right."""
     rows = [(r.model, r.mode, str(r.batch_size), "x".join(map(str, r.input_size)), f"{r.images_per_s:,.1f}",
              f"{r.images_per_s_min:,.1f}", f"{r.images_per_s_max:,.1f}", f"{r.num_params:,}",
              f"{r.macs_per_image / 1e6:,.1f}", f"{r.flops_per_s / 1e9:.1f}", f"{r.fraction_of_peak:.0%}")
             for r in results]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(_COLUMNS)]
-    lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(_COLUMNS, widths,
-                                                                                          strict=True)))]
-    for row in rows:
-        lines.append("  ".join(v.ljust(w) if i < 4 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths,
-                                                                                               strict=True))))
-    return "\n".join(lines)
+    return render_table(_COLUMNS, rows, right=range(4, len(_COLUMNS)))
 
 
 def write_csv(results: list[BenchResult], path: str | os.PathLike[str]) -> None:
-    """Every result as a CSV row, written to a temporary file and renamed into place."""
+    """Every result as a CSV row, written atomically (the old file or the new one, never half)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(results[0].row()))
     writer.writeheader()
     for r in results:
         writer.writerow(r.row())
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, target)
+    write_text_atomic(path, buffer.getvalue())
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import convzoo
-
-    names: list[str] = []
-    for pattern in args.models:
-        matched = convzoo.list_models(pattern) if any(ch in pattern for ch in "*?[") else [pattern]
-        if not matched:
-            raise ValueError(f"no model matches {pattern!r}; see convzoo models")
-        names += [n for n in matched if n not in names]
-    for name in names:  # unknown names and too-small sizes fail now, before any timing
-        info = convzoo.model_info(name)
-        C, H, W = args.input_size or info.default_input_size
-        convzoo.create_model(name, in_channels=C).check_input(torch.empty(1, C, H, W, device="meta"))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    peak = matmul_peak(device=args.device)
-    print(f"{torch.get_num_threads()} threads; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s ({args.device})", flush=True)
-    modes = ("infer", "train") if args.mode == "both" else (args.mode,)
-    results = [benchmark_model(name, input_size=tuple(args.input_size) if args.input_size else None,
-                               batch_size=args.batch_size, mode=mode, channels_last=args.channels_last,
-                               compile=args.compile, seconds=args.seconds, device=args.device, peak=peak)
-               for name in names for mode in modes]
-    print(format_table(results))
-    if args.csv:
-        write_csv(results, args.csv)
-        print(f"wrote {args.csv}")
-    return 0
-
-
-def register(sub: Any, commands: dict[str, Callable[[argparse.Namespace], int]]) -> None:
-    """Add ``convzoo bench`` to the CLI's subparsers."""
-    from convzoo.cli import _positive as _positive_int
-    p = sub.add_parser("bench", help="images/s, MACs and the fraction of the fp32 matmul peak, per model")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="model names or globs (resnet*)")
-    p.add_argument("--input-size", nargs=3, type=_positive_int, metavar=("C", "H", "W"),
-                   help="input size (default: the model's)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="default 64")
-    p.add_argument("--mode", choices=("infer", "train", "both"), default="infer", help="default infer")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (20-40 s up front)")
-    p.add_argument("--seconds", type=_positive_float, default=3.0, help="timing per model and mode (default 3)")
-    p.add_argument("--threads", type=_positive_int, help="intra-op threads (default: torch's)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--csv", metavar="FILE", help="also write the rows to this CSV file")
-    commands["bench"] = _cmd_bench

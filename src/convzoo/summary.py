@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from convzoo.errors import ConvzooError
 from convzoo.models._base import ConvNet
 
 __all__ = ["LayerRecord", "ModelSummary", "ParameterRecord", "ParameterTable", "parameters_table", "summary"]
@@ -138,7 +139,7 @@ def _input_shape(input_size: Sequence[int]) -> tuple[int, ...]:
     if len(shape) == 3:
         shape = (1, *shape)  # C x H x W -> a batch of one
     if len(shape) != 4 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(
+        raise ConvzooError(
             f"input_size must be C x H x W or N x C x H x W with whole numbers >= 1, got {tuple(input_size)}"
         )
     return shape
@@ -229,9 +230,9 @@ def summary(
     ``"notes"``.
     """
     if style not in ("table", "notes"):
-        raise ValueError(f"style must be 'table' or 'notes', got {style!r}")
+        raise ConvzooError(f"style must be 'table' or 'notes', got {style!r}")
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 1):
-        raise ValueError(f"depth must be a whole number >= 1 or None, got {depth!r}")
+        raise ConvzooError(f"depth must be a whole number >= 1 or None, got {depth!r}")
     shape = _input_shape(input_size)
     tensors = [*model.parameters(), *model.buffers()]
     device = tensors[0].device if tensors else torch.device("cpu")

@@ -6,8 +6,12 @@ has no such hook.
 
 ``--at checkpoint.save_file:2:KILL`` sends SIGKILL to the process itself on the 2nd call of ``save_file``
 inside convzoo's checkpoint module, so the kill lands while a checkpoint is half written. A HOOK is one of
-``HOOKS``: ``checkpoint.NAME`` or ``loop.NAME``, the name as that module sees it (``checkpoint.os.replace``
-counts the checkpoint module's renames only, not matplotlib's or the data cache's). ACTION is
+``HOOKS``: ``MODULE.NAME`` with MODULE one of ``checkpoint``, ``saver``, ``loop`` (``convzoo.train.*``) or
+``atomic`` (``convzoo.utils.atomic``, the one atomic writer), NAME the name as that module sees it
+(``checkpoint.os.replace`` counts the checkpoint module's renames only, not matplotlib's). The ``atomic``
+hooks count the calls made for the run's own files only (metrics, curves, config, run.json, the final
+figures: a caller in ``convzoo.train``), not those of the data cache, which only the first run on a data
+set writes. ACTION is
 - ``KILL``: SIGKILL before the call runs,
 - ``INT`` / ``TERM``: send SIGINT / SIGTERM, then let the call run (the run should save and stop),
 - ``TRUNCATE_KILL``: create the file named by the call's path argument empty, then SIGKILL (what a kill
@@ -36,24 +40,40 @@ from typing import Any
 
 # every point of the checkpoint write sequence and of an epoch's end
 HOOKS = (
-    "checkpoint.save_file", "checkpoint.torch.save", "checkpoint._fsync_file", "checkpoint._fsync_dir",
-    "checkpoint.os.replace", "checkpoint.os.symlink", "checkpoint.shutil.rmtree", "loop.write_metrics",
-    "loop.plot_curves", "loop.evaluate_batches", "loop.lr_at", "loop.save_config",
+    "checkpoint.save_file", "checkpoint.torch.save", "checkpoint.fsync_file", "checkpoint.fsync_dir",
+    "checkpoint.os.replace", "checkpoint.os.symlink", "checkpoint.shutil.rmtree",
+    "atomic.fsync_file", "atomic.os.replace", "atomic.fsync_dir",
+    "saver.write_metrics", "saver.plot_curves",
+    "loop.evaluate_batches", "loop.lr_at", "loop.save_config",
 )
 ACTIONS = ("KILL", "INT", "TERM", "TRUNCATE_KILL")
 sequence: list[str] = []  # the hooks in the order they were called
 
 
 def _module(name: str) -> types.ModuleType:
-    from convzoo.train import checkpoint, loop
+    from convzoo.train import checkpoint, loop, saver
+    from convzoo.utils import atomic
 
-    return {"checkpoint": checkpoint, "loop": loop}[name]
+    return {"checkpoint": checkpoint, "saver": saver, "loop": loop, "atomic": atomic}[name]
+
+
+def _for_the_run(frame: types.FrameType | None) -> bool:
+    """Whether the atomic writer's step called from ``frame`` writes one of the run's files: the first
+    caller outside the writer (and ``contextlib``, which runs ``atomic_path``'s end) is in ``convzoo.train``."""
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name not in ("convzoo.utils.atomic", "contextlib"):
+            return name.startswith("convzoo.train.")
+        frame = frame.f_back
+    return False
 
 
 def _wrap(hook: str, original: Callable[..., Any], triggers: dict[int, str]) -> Callable[..., Any]:
     count = {"n": 0}
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if hook.startswith("atomic.") and not _for_the_run(sys._getframe(1)):
+            return original(*args, **kwargs)
         count["n"] += 1
         sequence.append(hook)
         action = triggers.get(count["n"])
@@ -145,12 +165,12 @@ def zygote() -> None:
     _prepare()
     import torch
 
-    import convzoo.cli  # noqa: F401  (imported once here, inherited by every child)
-    import convzoo.train.commands  # noqa: F401
-    import convzoo.train.loop  # noqa: F401
+    import convzoo.cli
+    import convzoo.train.loop  # noqa: F401  (and with it every module of convzoo.train)
     import convzoo.train.plots
     from convzoo.models import create_model
 
+    convzoo.cli.build_parser()  # every command's module, imported once here, inherited by every child
     convzoo.train.plots._figure()  # matplotlib's Agg canvas
     create_model("lenet").check_input(torch.empty(1, 1, 28, 28, device="meta"))  # the meta-device checks
     for line in sys.stdin:

@@ -4,12 +4,13 @@
 ``$CONVZOO_DATA``, Debian's ``/usr/share/datasets/<name>`` and the user cache; downloads through
 torchvision only when ``download=True``. The decoded tensors are cached as safetensors under the cache
 directory (``$CONVZOO_CACHE``, else ``$XDG_CACHE_HOME/convzoo``, else ``~/.cache/convzoo``), keyed by the
-source files' paths, sizes and modification times, so a second load skips decoding.
+source files' paths, sizes and modification times (through symlinks) and the image decoder's rules
+(:data:`~convzoo.data.images.DECODER_VERSION`), so a second load skips decoding and a stale cache is never
+served.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +25,6 @@ import torch
 from torch import Tensor
 
 from convzoo.data.formats import (
-    IMAGE_EXTENSIONS,
     check_labels,
     read_cifar_batch,
     read_cifar_meta,
@@ -32,7 +32,9 @@ from convzoo.data.formats import (
     read_image_folder,
     safe_extract,
 )
+from convzoo.data.images import DECODER_VERSION, walk_images
 from convzoo.errors import DataError
+from convzoo.utils.atomic import atomic_path
 
 __all__ = [
     "DATASETS", "DEBIAN_ROOT", "Dataset", "Split", "check_disjoint", "default_cache_dir", "load_dataset",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 DEBIAN_ROOT = Path("/usr/share/datasets")
-_CACHE_FORMAT = 1  # bump when the decoded cache's layout changes
+_CACHE_FORMAT = 2  # bump when the decoded cache's layout or key changes (2: shared walker, decoder version)
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
@@ -217,12 +219,9 @@ def _image_folder_found(path: Path, cache_dir: Path) -> _Found:
 
 
 def _image_files(root: Path) -> list[Path]:
-    """Every image file under root, for the cache key (path, size and time of each)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        out += [Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
-    return out
+    """Every image file under root, for the cache key: listed by the walker that reading uses, so a file in
+    a symlinked class folder is in the key as it is in the data."""
+    return walk_images(root)
 
 
 def _split_folders(root: Path) -> tuple[Path, Path | None]:
@@ -369,14 +368,17 @@ def _load(name: str, found: _Found, cache_dir: Path) -> Dataset:
 
 
 def _cache_key(name: str, files: tuple[Path, ...]) -> str:
+    """16 hex digits of the cache format, the decoder's rules and, for each source file, the path it was
+    found at (its class folder gives its label), the file it resolves to and that file's size and
+    modification time (``os.stat`` follows every symlink: editing a linked file changes the key)."""
     stats = []
     for p in files:
         try:
-            s = p.stat()
+            s = os.stat(p)
         except OSError as err:
-            raise DataError(f"{p}: cannot be read: {err.strerror}") from None
-        stats.append((str(p.resolve()), s.st_size, s.st_mtime_ns))
-    blob = json.dumps([_CACHE_FORMAT, name, stats]).encode()
+            raise DataError(f"{p}: cannot be read: {err.strerror or err}") from None
+        stats.append((os.path.abspath(p), os.path.realpath(p), s.st_size, s.st_mtime_ns))
+    blob = json.dumps([_CACHE_FORMAT, DECODER_VERSION, name, stats]).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -438,16 +440,14 @@ def _write_cache(path: Path, data: Dataset) -> None:
     info = {"classes": list(data.classes), "mean": list(data.mean), "std": list(data.std),
             "train_files": list(data.train.files), "test_files": list(data.test.files) if data.test else [],
             "train_digest": data.train.digest, "test_digest": data.test.digest if data.test is not None else ""}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"convzoo": json.dumps(info)})
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        warnings.warn(f"could not write the data cache {path} ({err.strerror}); it will be decoded again next time",
-                      stacklevel=3)
+        with atomic_path(path) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                      metadata={"convzoo": json.dumps(info)})
+    except OSError as err:  # atomic_path has removed its temporary file
+        warnings.warn(f"could not write the data cache {path} ({err.strerror or err}); it will be decoded again "
+                      "next time", stacklevel=3)
 
 
 def split_train_val(split: Split, val_fraction: float, seed: int = 0) -> tuple[Split, Split]:

@@ -2,7 +2,8 @@
 
 - IDX (MNIST, Fashion-MNIST), gzipped or not: http://yann.lecun.com/exdb/mnist/ "FILE FORMATS".
 - CIFAR-10 python batches: pickled dicts, read with an unpickler that only builds numpy arrays.
-- Image folders (``root/<class>/<image>``, torchvision's ``ImageFolder`` layout), decoded with Pillow.
+- Image folders (``root/<class>/<image>``, torchvision's ``ImageFolder`` layout), listed and decoded by
+  :mod:`convzoo.data.images` (the decoder ``predict`` uses too).
 - ``.tar.gz`` archives, extracted with every member checked to stay inside the target directory.
 
 Every problem is a :class:`~convzoo.errors.DataError` naming the file and what is wrong with it.
@@ -17,7 +18,6 @@ import pickle
 import stat
 import struct
 import tarfile
-import warnings
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, walk_images
 from convzoo.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "read_cifar_batch", "read_idx", "read_image_folder", "safe_extract"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 _IDX_UBYTE = 0x08
 
 
@@ -157,55 +157,6 @@ def check_labels(y: Tensor, num_classes: int, path: Path | str) -> None:
     _check_labels(y, num_classes, path)
 
 
-def _walk_images(root: Path) -> list[Path]:
-    """Image files under ``root``, sorted, following symlinked folders but refusing loops."""
-    found: list[Path] = []
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise_walk_error):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            raise DataError(f"{dirpath}: symlink loop (it leads back to {real}); remove the link")
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(Path(dirpath) / name)
-    return found
-
-
-def _raise_walk_error(err: OSError) -> None:
-    raise DataError(f"{err.filename}: cannot be listed: {err.strerror}") from None
-
-
-def _decode(path: Path) -> Tensor:
-    """One image file as uint8 ``3 x H x W`` (Pillow: every format it reads, palettes and alpha flattened)."""
-    from PIL import Image, UnidentifiedImageError
-
-    data = _read_bytes_plain(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: not a readable image ({err}); remove it or replace it") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{path}: declares a huge image (a decompression bomb?); refused") from None
-    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)  # 3 x H x W
-
-
-def _read_bytes_plain(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except PermissionError:
-        raise DataError(f"{path}: permission denied; make it readable (chmod a+r)") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot be read: {err.strerror or err}") from None
-    if not raw:
-        raise DataError(f"{path}: the file is empty (0 bytes)")
-    return raw
-
-
 def list_classes(root: Path) -> tuple[str, ...]:
     """The class folders of an image folder, sorted as torchvision's ``ImageFolder`` sorts them."""
     if not root.is_dir():
@@ -220,8 +171,13 @@ def list_classes(root: Path) -> tuple[str, ...]:
 
 
 def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tuple[Tensor, Tensor, tuple[str, ...]]:
-    """Every image of ``root/<class>/...`` as uint8 ``N x C x H x W`` (C = 1 when all are gray, else 3),
-    int64 labels and the class names. Images of another size than the most common one are resized to it."""
+    """Every image of ``root/<class>/...`` as uint8 ``N x C x H x W``, int64 labels and the class names.
+
+    Files are listed by :func:`~convzoo.data.images.walk_images` and decoded by
+    :func:`~convzoo.data.images.decode_image`, as ``predict`` decodes them. C = 1 when every image is gray
+    (all its channels equal), else 3, gray images repeated into three channels. Images of another size
+    than the most common one are resized to it (bilinear, antialiased).
+    """
     found = list_classes(root)
     classes = classes or found
     unknown = sorted(set(found) - set(classes))
@@ -232,23 +188,24 @@ def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tup
     labels: list[int] = []
     for label, name in enumerate(classes):
         if name in found:
-            files = _walk_images(root / name)
+            files = walk_images(root / name)
             paths += files
             labels += [label] * len(files)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow decodes without holding the GIL
-        images = list(pool.map(_decode, paths, chunksize=256))
+        images = list(pool.map(decode_image, paths))  # each C x H x W, C = 1 or 3
     if not images:
         raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} in {root}/<class>/)")
     sizes = Counter(tuple(X.shape[-2:]) for X in images)
     (H, W), _ = sizes.most_common(1)[0]
-    X = torch.empty(len(images), 3, H, W, dtype=torch.uint8)
+    C = 1 if all(len(image) == 1 for image in images) else 3
+    X = torch.empty(len(images), C, H, W, dtype=torch.uint8)
     for i, image in enumerate(images):
         if tuple(image.shape[-2:]) != (H, W):
             image = F.interpolate(image[None].float(), size=(H, W), mode="bilinear", antialias=True,
                                   align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
-        X[i] = image
-    if torch.equal(X[:, 0], X[:, 1]) and torch.equal(X[:, 1], X[:, 2]):
-        X = X[:, :1].contiguous()  # all gray: N x 1 x H x W
+        X[i] = image  # a gray 1 x H x W image is repeated into the three channels
+    if C == 3 and torch.equal(X[:, 0], X[:, 1]) and torch.equal(X[:, 1], X[:, 2]):
+        X = X[:, :1].contiguous()  # colour modes holding only gray pixels: N x 1 x H x W
     return X, torch.tensor(labels, dtype=torch.int64), classes
 
 

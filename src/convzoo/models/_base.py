@@ -3,7 +3,8 @@
 A zoo model is a :class:`ConvNet`: it takes ``num_classes`` and ``in_channels``, holds a
 ``features`` module (image in, feature map out) and a ``head`` module (feature map in, logits out),
 and exposes timm's split ``forward_features`` / ``forward_head``. ``forward`` checks the input first,
-so a wrong channel count or a too-small image is a clear ``ValueError`` before any layer runs.
+so a wrong channel count or a too-small image is a clear ``InputShapeError`` (a ``ValueError``) before
+any layer runs.
 
 The accepted input sizes are derived from the architecture itself: the network is rebuilt on the
 ``meta`` device (shapes only, no memory, no arithmetic) and probed with candidate sizes.
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from convzoo.errors import InputShapeError, ModelError
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,9 @@ class InputRange:
 
 
 def check_positive_int(value: object, what: str) -> int:
-    """Return ``value`` if it is an int >= 1, else raise a ValueError naming ``what``."""
+    """Return ``value`` if it is an int >= 1, else raise a ``ModelError`` naming ``what``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a whole number >= 1, got {value!r}")
+        raise ModelError(f"{what} must be a whole number >= 1, got {value!r}")
     return value
 
 
@@ -91,17 +94,17 @@ class ConvNet(nn.Module):
         return self._input_range
 
     def check_input(self, X: Tensor) -> None:
-        """Raise ``ValueError`` naming the model, the size given, what it needs and how to fix it."""
+        """Raise ``InputShapeError`` naming the model, the size given, what it needs and how to fix it."""
         name = self.model_name
         if X.dim() != 4:
             hint = " (add a batch dimension with X.unsqueeze(0))" if X.dim() == 3 else ""
-            raise ValueError(
+            raise InputShapeError(
                 f"{name}: expected a batch of images B x C x H x W, got a tensor of shape "
                 f"{tuple(X.shape)}{hint}"
             )
         channels, height, width = X.shape[1], X.shape[2], X.shape[3]
         if channels != self.in_channels:
-            raise ValueError(
+            raise InputShapeError(
                 f"{name}: expected {self.in_channels} input channel(s), got {channels} "
                 f"(input shape {tuple(X.shape)}); build the model with in_channels={channels} "
                 f"(--in-channels {channels}) or convert the images to {self.in_channels} channel(s)"
@@ -115,7 +118,7 @@ class ConvNet(nn.Module):
             problem = f"is not the {accepted.minimum}x{accepted.minimum} its classifier is sized for"
         else:
             problem = f"is outside the accepted range {accepted} (its classifier has a fixed input size)"
-        raise ValueError(
+        raise InputShapeError(
             f"{name}: input {height}x{width} {problem}; resize the images, "
             f"e.g. --resize {self.default_size}"
         )

@@ -1,13 +1,16 @@
 """The model registry, done the torchvision way: a dict of builders with their metadata beside them.
 
-    @register_model(paper="...", year=1998, num_params=61_706, notes="000")
+    @register_model(paper="...", year=1998, num_params=61_706, input_size=(1, 28, 28), min_side=28, max_side=31,
+                    notes="000", d2l=D2LRecipe(table_row=1, resize=28, batch_size=256, lr=0.9, test_acc=0.804))
     def lenet(*, num_classes: int = 10, in_channels: int = 1) -> LeNet: ...
 
-The default input size and the accepted range come from the built model itself (its ``default_size``
-and a probe of its architecture), so they are never typed twice.
+Everything ``model_info`` returns (and ``convzoo models`` / ``convzoo info`` print) is pinned at
+registration, so reading it builds no model; the generic tests (tests/test_models.py) build every model
+and check each pinned value against the architecture. Adding a model is one family file plus its import
+line in ``models/__init__.py``: the tests, ``convzoo report`` (the models with a ``d2l`` entry) and
+``load_torchvision_weights`` (``torchvision_layout=True``) find it here.
 
-``list_models("resnet*")`` filters with globs, ``create_model(name, **kwargs)`` builds, and
-``model_info(name)`` returns the metadata plus what is derived from the architecture (input range).
+``list_models("resnet*")`` filters with globs, ``create_model(name, **kwargs)`` builds.
 """
 
 from __future__ import annotations
@@ -15,36 +18,78 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
 
-import torch
-
+from convzoo.errors import ModelError
 from convzoo.models._base import ConvNet, InputRange
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = [
+    "FAST_WITHOUT_BATCH_NORM",
+    "D2LRecipe",
+    "ModelInfo",
+    "ReportPlan",
+    "create_model",
+    "d2l_models",
+    "list_models",
+    "model_info",
+    "register_model",
+]
 
 Builder = TypeVar("Builder", bound=Callable[..., ConvNet])
 
 
 @dataclass(frozen=True)
-class _Entry:
-    builder: Callable[..., ConvNet]
-    family: str
-    paper: str
-    year: int
-    num_params: int  # pinned parameter count of the default configuration (checked by the tests)
-    notes: str  # the study notes the model comes from ("000", "002/003"), "" if none
+class D2LRecipe:
+    """d2l's ``train_ch6`` run of the model on Fashion-MNIST: its settings and the test accuracy it published.
+
+    The figures are those of ../shared/reference/d2l_results.md (plain SGD, Xavier init, no normalisation
+    or augmentation, 10 epochs, one V100). ``--recipe d2l`` trains with the settings; ``convzoo report``
+    sets its own accuracy beside ``test_acc``.
+    """
+
+    table_row: int  # the model's row in that table (from 1): the report lists the models in d2l's order
+    resize: int  # input side in pixels
+    batch_size: int  # images per training step
+    lr: float  # plain-SGD learning rate
+    test_acc: float  # test accuracy after the 10th epoch, the median over 26 builds of the book
+
+
+@dataclass(frozen=True, repr=False)
+class ReportPlan:
+    """How ``convzoo report`` trains a model of d2l's table where it departs from the report's defaults;
+    each choice was measured on a two-core CPU (docs/zoo.md has what each model reaches with it).
+
+    ``cpu_side``: the input side on a CPU, for the models whose d2l side (224 or 96) would allow one or
+    two epochs in 15 minutes there: the smallest side the network takes without losing its shape that
+    still lets it reach about d2l's accuracy (``None``: d2l's side). ``recipe``: the recipe when none is
+    asked for, the one that does better on the CPU. ``fast_overrides``: config values that replace the
+    fast recipe's for this model.
+    """
+
+    cpu_side: int | None = None
+    recipe: Literal["fast", "d2l"] = "fast"
+    fast_overrides: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __repr__(self) -> str:  # the overrides as the dict they read as (``convzoo info`` prints this)
+        return (f"ReportPlan(cpu_side={self.cpu_side!r}, recipe={self.recipe!r}, "
+                f"fast_overrides={dict(self.fast_overrides)!r})")
+
+
+# The fast recipe (peak lr 0.1 with Nesterov momentum 0.9, the model's default init) suits the networks with
+# batch norm. The ones without stay at chance with it (AlexNet at 72x72 for a whole epoch; GoogLeNet at 48x48
+# with lr 0.02 too): they get He (kaiming) init, which keeps the activations' scale through their depth, and
+# a peak lr of 0.01, d2l's plain-SGD step or less once momentum 0.9 multiplies it by 10.
+FAST_WITHOUT_BATCH_NORM: Mapping[str, Any] = MappingProxyType({"lr": 0.01, "init": "kaiming"})
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the zoo knows about a model, for its default configuration.
+    """What the zoo knows about a model, for its default configuration; all of it pinned, none built.
 
-    ``min_input_size`` and ``max_input_size`` are derived from the architecture on first access (a
-    shape-only probe, up to a second for the largest models).
+    The field order is the order ``convzoo info`` prints them in.
     """
 
     name: str
@@ -55,36 +100,61 @@ class ModelInfo:
     num_params: int  # pinned; the tests check it against the built model
     notes: str  # the study notes it comes from ("000", "002/003"), "" if none
     default_kwargs: dict[str, Any]
+    min_input_size: tuple[int, int, int]  # smallest C x H x W the model accepts
+    max_input_size: tuple[int, int, int] | None  # largest, when a flattened classifier fixes it; None: no limit
+    torchvision_layout: bool  # its state_dict pairs one to one with torchvision's model of the same name
+    d2l: D2LRecipe | None  # d2l's recipe and published accuracy, for the models of d2l's table
+    report: ReportPlan | None  # how ``convzoo report`` trains it (models of d2l's table only)
 
     @property
     def input_range(self) -> InputRange:
-        return _input_range(self.name)
+        """The accepted sides as an interval (what ``ConvNet.check_input`` enforces)."""
+        return InputRange(self.min_input_size[1], None if self.max_input_size is None else self.max_input_size[1])
 
-    @property
-    def min_input_size(self) -> tuple[int, int, int]:
-        """Smallest C x H x W the model accepts."""
-        side = self.input_range.minimum
-        return (self.default_input_size[0], side, side)
 
-    @property
-    def max_input_size(self) -> tuple[int, int, int] | None:
-        """Largest C x H x W, when a flattened classifier fixes the size; ``None`` when any larger size works."""
-        side = self.input_range.maximum
-        return None if side is None else (self.default_input_size[0], side, side)
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., ConvNet]
+    family: str
+    paper: str
+    year: int
+    num_params: int
+    notes: str
+    input_size: tuple[int, int, int]
+    min_side: int
+    max_side: int | None
+    torchvision_layout: bool
+    d2l: D2LRecipe | None
+    report: ReportPlan | None
 
 
 _MODELS: dict[str, _Entry] = {}
 
 
-def register_model(*, paper: str, year: int, num_params: int, notes: str = "") -> Callable[[Builder], Builder]:
-    """Register a builder under its function name; a name registered twice is an error."""
+def register_model(*, paper: str, year: int, num_params: int, input_size: tuple[int, int, int], min_side: int,
+                   max_side: int | None = None, notes: str = "", torchvision_layout: bool = False,
+                   d2l: D2LRecipe | None = None, report: ReportPlan | None = None) -> Callable[[Builder], Builder]:
+    """Register a builder under its function name with its metadata; a name registered twice is an error.
+
+    ``num_params``, ``input_size`` (C x H x W), ``min_side`` and ``max_side`` (``None``: any larger side)
+    describe the default configuration and are checked against the built model by the tests.
+    ``torchvision_layout``: ``load_torchvision_weights`` accepts the model. ``d2l``: the model is in d2l's
+    table (``--recipe d2l``, ``convzoo report``); ``report`` refines how the report trains it.
+    """
+    _, height, width = input_size
+    if not (0 < min_side <= min(height, width) and (max_side is None or max(height, width) <= max_side)):
+        raise ValueError(f"input size {input_size} is outside the accepted sides {min_side}..{max_side}")
+    if report is not None and d2l is None:
+        raise ValueError("a report plan needs a d2l entry: convzoo report trains the models of d2l's table")
 
     def wrap(builder: Builder) -> Builder:
         name = builder.__name__
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].builder.__module__})")
         family = builder.__module__.rsplit(".", 1)[-1]
-        _MODELS[name] = _Entry(builder, family, paper, year, num_params, notes)
+        plan = report if report is not None or d2l is None else ReportPlan()
+        _MODELS[name] = _Entry(builder, family, paper, year, num_params, notes, input_size, min_side, max_side,
+                               torchvision_layout, d2l, plan)
         return builder
 
     return wrap
@@ -95,11 +165,17 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(name for name in _MODELS if fnmatch.fnmatchcase(name, pattern))
 
 
+def d2l_models() -> list[str]:
+    """The models of d2l's Fashion-MNIST table (registered with a ``d2l`` entry), in the table's order."""
+    rows = sorted((entry.d2l.table_row, name) for name, entry in _MODELS.items() if entry.d2l is not None)
+    return [name for _, name in rows]
+
+
 def _entry(name: str) -> _Entry:
     if name not in _MODELS:
         close = difflib.get_close_matches(name, list(_MODELS), n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint} (`convzoo models` lists all {len(_MODELS)})")
+        raise ModelError(f"unknown model {name!r}{hint} (`convzoo models` lists all {len(_MODELS)})")
     return _MODELS[name]
 
 
@@ -109,7 +185,7 @@ def create_model(name: str, **kwargs: Any) -> ConvNet:
     accepted = inspect.signature(entry.builder).parameters
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        raise ValueError(
+        raise ModelError(
             f"{name}: unknown argument(s) {', '.join(unknown)}; it takes {', '.join(accepted)}"
         )
     return entry.builder(**kwargs)
@@ -124,27 +200,22 @@ def default_kwargs(name: str) -> dict[str, Any]:
     }
 
 
-def _meta_model(name: str) -> ConvNet:
-    with torch.device("meta"):  # shapes only: builds even VGG-19 in milliseconds, no memory
-        return _entry(name).builder()
-
-
-@cache
-def _input_range(name: str) -> InputRange:
-    return _meta_model(name).input_range()
-
-
 def model_info(name: str) -> ModelInfo:
-    """Paper, year, default and minimum input size, parameter count and notes section of a model."""
+    """Paper, year, input sizes, parameter count, notes section and recipes of a model; builds nothing."""
     entry = _entry(name)
-    net = _meta_model(name)
+    channels = entry.input_size[0]
     return ModelInfo(
         name=name,
         family=entry.family,
         paper=entry.paper,
         year=entry.year,
-        default_input_size=(net.in_channels, net.default_size, net.default_size),
+        default_input_size=entry.input_size,
         num_params=entry.num_params,
         notes=entry.notes,
         default_kwargs=default_kwargs(name),
+        min_input_size=(channels, entry.min_side, entry.min_side),
+        max_input_size=None if entry.max_side is None else (channels, entry.max_side, entry.max_side),
+        torchvision_layout=entry.torchvision_layout,
+        d2l=entry.d2l,
+        report=entry.report,
     )

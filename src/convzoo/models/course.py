@@ -73,7 +73,8 @@ class CourseCNN(ConvNet):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat_features, num_classes))
 
 
-@register_model(paper=LECUN_1998, year=1998, num_params=8_490, notes="001")
+@register_model(paper=LECUN_1998, year=1998, num_params=8_490, input_size=(1, 28, 28), min_side=28, max_side=31,
+                notes="001")
 def simple_cnn(*, num_classes: int = 10, in_channels: int = 1) -> CourseCNN:
     """Two 5x5 convolutions (10, 20 channels), each max-pooled then ReLU, dense 320 -> classes."""
     features = [
@@ -83,7 +84,8 @@ def simple_cnn(*, num_classes: int = 10, in_channels: int = 1) -> CourseCNN:
     return CourseCNN(features, 320, model_name="simple_cnn", in_channels=in_channels, num_classes=num_classes)
 
 
-@register_model(paper=LECUN_1998, year=1998, num_params=5_720, notes="001")
+@register_model(paper=LECUN_1998, year=1998, num_params=5_720, input_size=(1, 28, 28), min_side=28, max_side=35,
+                notes="001")
 def three_conv_cnn(*, num_classes: int = 10, in_channels: int = 1) -> CourseCNN:
     """Homework 1: convolutions 5x5 (10), 3x3 (20), 2x2 (30), each ReLU then max pool, dense 120 -> classes."""
     features = [
@@ -94,7 +96,8 @@ def three_conv_cnn(*, num_classes: int = 10, in_channels: int = 1) -> CourseCNN:
     return CourseCNN(features, 120, model_name="three_conv_cnn", in_channels=in_channels, num_classes=num_classes)
 
 
-@register_model(paper=SZEGEDY_2015, year=2015, num_params=97_298, notes="001")
+@register_model(paper=SZEGEDY_2015, year=2015, num_params=97_298, input_size=(1, 28, 28), min_side=28, max_side=31,
+                notes="001")
 def inception_cnn(*, num_classes: int = 10, in_channels: int = 1) -> CourseCNN:
     """Convolution, Inception module, convolution, Inception module, dense 1408 -> classes."""
     features = [
@@ -106,7 +109,8 @@ def inception_cnn(*, num_classes: int = 10, in_channels: int = 1) -> CourseCNN:
     return CourseCNN(features, 1408, model_name="inception_cnn", in_channels=in_channels, num_classes=num_classes)
 
 
-@register_model(paper=HE_2015, year=2015, num_params=41_514, notes="001")
+@register_model(paper=HE_2015, year=2015, num_params=41_514, input_size=(1, 28, 28), min_side=28, max_side=31,
+                notes="001")
 def residual_cnn(*, num_classes: int = 10, in_channels: int = 1) -> CourseCNN:
     """Convolution, residual block, convolution, residual block, dense 512 -> classes."""
     features = [

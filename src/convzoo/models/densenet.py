@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.models._base import ConvNet
-from convzoo.models._registry import register_model
+from convzoo.models._registry import D2LRecipe, ReportPlan, register_model
 
 __all__ = ["DenseBlock", "DenseNet", "DenseNetSpec"]
 
@@ -94,7 +94,9 @@ class DenseNet(ConvNet):
                     nn.init.zeros_(m.bias)
 
 
-@register_model(paper=HUANG_2016, year=2016, num_params=758_226, notes="002")
+@register_model(paper=HUANG_2016, year=2016, num_params=758_226, input_size=(1, 96, 96), min_side=29, notes="002",
+                d2l=D2LRecipe(table_row=9, resize=96, batch_size=256, lr=0.1, test_acc=0.887),
+                report=ReportPlan(cpu_side=48))
 def densenet_d2l(*, num_classes: int = 10, in_channels: int = 1) -> DenseNet:
     """d2l's DenseNet(64, 32, [4, 4, 4, 4]) for 1x96x96 Fashion-MNIST (notes 002)."""
     spec = DenseNetSpec(num_init_features=64, growth_rate=32, block_config=(4, 4, 4, 4), bottleneck=False,
@@ -102,7 +104,8 @@ def densenet_d2l(*, num_classes: int = 10, in_channels: int = 1) -> DenseNet:
     return DenseNet(spec, model_name="densenet_d2l", in_channels=in_channels, num_classes=num_classes)
 
 
-@register_model(paper=HUANG_2016, year=2016, num_params=6_957_834)
+@register_model(paper=HUANG_2016, year=2016, num_params=6_957_834, input_size=(1, 224, 224), min_side=29,
+                torchvision_layout=True)
 def densenet121(*, num_classes: int = 10, in_channels: int = 1) -> DenseNet:
     """DenseNet-121 (DenseNet-BC, growth 32, blocks 6-12-24-16), torchvision's layout."""
     spec = DenseNetSpec(num_init_features=64, growth_rate=32, block_config=(6, 12, 24, 16), bottleneck=True,

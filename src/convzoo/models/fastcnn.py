@@ -76,28 +76,28 @@ class FastCNN(ConvNet):
                                   Scale(spec.logit_scale))
 
 
-@register_model(paper=JORDAN_2024, year=2024, num_params=73_704)
+@register_model(paper=JORDAN_2024, year=2024, num_params=73_704, input_size=(1, 28, 28), min_side=9)
 def fastcnn_mnist(*, num_classes: int = 10, in_channels: int = 1) -> FastCNN:
     """FastCNN sized for MNIST-like 28x28 gray images on a CPU (widths 16-32-64)."""
     spec = FastCNNSpec(stem=8, widths=(16, 32, 64), default_size=28)
     return FastCNN(spec, model_name="fastcnn_mnist", in_channels=in_channels, num_classes=num_classes)
 
 
-@register_model(paper=JORDAN_2024, year=2024, num_params=292_560)
+@register_model(paper=JORDAN_2024, year=2024, num_params=292_560, input_size=(1, 28, 28), min_side=9)
 def fastcnn_fashion(*, num_classes: int = 10, in_channels: int = 1) -> FastCNN:
     """FastCNN for 28x28 gray images, twice as wide as ``fastcnn_mnist`` (widths 32-64-128)."""
     spec = FastCNNSpec(stem=16, widths=(32, 64, 128), default_size=28)
     return FastCNN(spec, model_name="fastcnn_fashion", in_channels=in_channels, num_classes=num_classes)
 
 
-@register_model(paper=JORDAN_2024, year=2024, num_params=1_161_272)
+@register_model(paper=JORDAN_2024, year=2024, num_params=1_161_272, input_size=(3, 32, 32), min_side=9)
 def fastcnn_cifar(*, num_classes: int = 10, in_channels: int = 3) -> FastCNN:
     """FastCNN sized for 32x32 colour images on a CPU (widths 64-128-256)."""
     spec = FastCNNSpec(stem=24, widths=(64, 128, 256), default_size=32)
     return FastCNN(spec, model_name="fastcnn_cifar", in_channels=in_channels, num_classes=num_classes)
 
 
-@register_model(paper=JORDAN_2024, year=2024, num_params=656_760)
+@register_model(paper=JORDAN_2024, year=2024, num_params=656_760, input_size=(3, 32, 32), min_side=9)
 def fastcnn_cifar_small(*, num_classes: int = 10, in_channels: int = 3) -> FastCNN:
     """FastCNN for 32x32 colour images at three quarters of ``fastcnn_cifar``'s widths (48-96-192): about
     1.6x its training speed on two CPU cores (convzoo bench, batch 512) and CIFAR-10's 85% in 8 epochs."""

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.models._base import ConvNet
-from convzoo.models._registry import register_model
+from convzoo.models._registry import FAST_WITHOUT_BATCH_NORM, D2LRecipe, ReportPlan, register_model
 
 __all__ = ["GoogLeNet", "Inception"]
 
@@ -76,7 +76,9 @@ class GoogLeNet(ConvNet):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(1024, num_classes))
 
 
-@register_model(paper=SZEGEDY_2014, year=2014, num_params=5_977_530, notes="002")
+@register_model(paper=SZEGEDY_2014, year=2014, num_params=5_977_530, input_size=(1, 96, 96), min_side=1,
+                notes="002", d2l=D2LRecipe(table_row=5, resize=96, batch_size=128, lr=0.1, test_acc=0.888),
+                report=ReportPlan(cpu_side=48, fast_overrides=FAST_WITHOUT_BATCH_NORM))
 def googlenet(*, num_classes: int = 10, in_channels: int = 1) -> GoogLeNet:
     """d2l's GoogLeNet for 1x96x96 Fashion-MNIST."""
     return GoogLeNet(model_name="googlenet", in_channels=in_channels, num_classes=num_classes)

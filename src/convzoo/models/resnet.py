@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from convzoo.errors import ModelError
 from convzoo.models._base import ConvNet
-from convzoo.models._registry import register_model
+from convzoo.models._registry import D2LRecipe, ReportPlan, register_model
 
 __all__ = ["BasicBlock", "Bottleneck", "PreActBlock", "ResBlk", "ResNet", "ResNetMini"]
 
@@ -120,7 +121,7 @@ class ResNet(ConvNet):
             if not preact:
                 stem_layers += [nn.BatchNorm2d(64), nn.ReLU()]
         else:
-            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+            raise ModelError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         stages: list[nn.Module] = [nn.Sequential(*stem_layers)]
         channels = 64
         for index, (planes, count) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
@@ -142,35 +143,40 @@ class ResNet(ConvNet):
                 nn.init.zeros_(m.bias)
 
 
-@register_model(paper=HE_2015, year=2015, num_params=11_175_370)
+@register_model(paper=HE_2015, year=2015, num_params=11_175_370, input_size=(1, 224, 224), min_side=1,
+                torchvision_layout=True,
+                d2l=D2LRecipe(table_row=8, resize=96, batch_size=256, lr=0.05, test_acc=0.909),
+                report=ReportPlan(cpu_side=48))
 def resnet18(*, num_classes: int = 10, in_channels: int = 1) -> ResNet:
     """ResNet-18: basic blocks [2, 2, 2, 2], ImageNet stem."""
     return ResNet(BasicBlock, (2, 2, 2, 2), stem="imagenet", model_name="resnet18", in_channels=in_channels,
                   num_classes=num_classes, default_size=224)
 
 
-@register_model(paper=HE_2015, year=2015, num_params=21_283_530)
+@register_model(paper=HE_2015, year=2015, num_params=21_283_530, input_size=(1, 224, 224), min_side=1,
+                torchvision_layout=True)
 def resnet34(*, num_classes: int = 10, in_channels: int = 1) -> ResNet:
     """ResNet-34: basic blocks [3, 4, 6, 3], ImageNet stem."""
     return ResNet(BasicBlock, (3, 4, 6, 3), stem="imagenet", model_name="resnet34", in_channels=in_channels,
                   num_classes=num_classes, default_size=224)
 
 
-@register_model(paper=HE_2015, year=2015, num_params=23_522_250)
+@register_model(paper=HE_2015, year=2015, num_params=23_522_250, input_size=(1, 224, 224), min_side=1,
+                torchvision_layout=True)
 def resnet50(*, num_classes: int = 10, in_channels: int = 1) -> ResNet:
     """ResNet-50: bottleneck blocks [3, 4, 6, 3], ImageNet stem."""
     return ResNet(Bottleneck, (3, 4, 6, 3), stem="imagenet", model_name="resnet50", in_channels=in_channels,
                   num_classes=num_classes, default_size=224)
 
 
-@register_model(paper=HE_2015, year=2015, num_params=11_173_962)
+@register_model(paper=HE_2015, year=2015, num_params=11_173_962, input_size=(3, 32, 32), min_side=1)
 def resnet18_cifar(*, num_classes: int = 10, in_channels: int = 3) -> ResNet:
     """ResNet-18 for 32x32 images: 3x3 stem, no max pool."""
     return ResNet(BasicBlock, (2, 2, 2, 2), stem="cifar", model_name="resnet18_cifar", in_channels=in_channels,
                   num_classes=num_classes, default_size=32)
 
 
-@register_model(paper=HE_2016, year=2016, num_params=11_172_170, notes="001")
+@register_model(paper=HE_2016, year=2016, num_params=11_172_170, input_size=(3, 32, 32), min_side=1, notes="001")
 def preact_resnet18(*, num_classes: int = 10, in_channels: int = 3) -> ResNet:
     """Pre-activation ResNet-18 for 32x32 images (notes 001's homework reading)."""
     return ResNet(PreActBlock, (2, 2, 2, 2), stem="cifar", model_name="preact_resnet18",
@@ -218,7 +224,7 @@ class ResNetMini(ConvNet):
         self.head = nn.Sequential(nn.AdaptiveMaxPool2d((1, 1)), nn.Flatten(), nn.Linear(512, num_classes))
 
 
-@register_model(paper=HE_2015, year=2015, num_params=9_817_354, notes="004")
+@register_model(paper=HE_2015, year=2015, num_params=9_817_354, input_size=(3, 32, 32), min_side=3, notes="004")
 def resnet_mini_cifar(*, num_classes: int = 10, in_channels: int = 3) -> ResNetMini:
     """Notes 004's small residual net for 3x32x32, shortcut bug fixed."""
     return ResNetMini(model_name="resnet_mini_cifar", in_channels=in_channels, num_classes=num_classes)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from convzoo.errors import ConvzooError
 from convzoo.scratch.pad import pad2d
 from convzoo.scratch.shapes import _check_fits, _check_image, _pair, _whole
 
@@ -36,7 +37,7 @@ def corr2d(X: Tensor, K: Tensor) -> Tensor:
     for t, name in ((X, "X"), (K, "K")):
         if not isinstance(t, Tensor) or t.dim() != 2:
             shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise ValueError(f"corr2d takes one channel: {name} must be a 2-d tensor (H x W), got {shape}")
+            raise ConvzooError(f"corr2d takes one channel: {name} must be a 2-d tensor (H x W), got {shape}")
     h, w = K.shape
     _check_fits((h, w), (h, w), (X.shape[0], X.shape[1]), (0, 0, 0, 0))
     Y = torch.zeros((X.shape[0] - h + 1, X.shape[1] - w + 1), dtype=torch.result_type(X, K), device=X.device)
@@ -69,10 +70,10 @@ def _conv_padding(padding: int | Sequence[int] | str, kernel: tuple[int, int], s
         if padding == "valid":
             return 0, 0, 0, 0
         if padding != "same":
-            raise ValueError(f"padding must be a whole number, a (height, width) pair, 'valid' or 'same'; "
+            raise ConvzooError(f"padding must be a whole number, a (height, width) pair, 'valid' or 'same'; "
                              f"got {padding!r}")
         if stride != (1, 1):
-            raise ValueError(f"padding='same' needs stride 1, got stride {stride}; give the padding as a number")
+            raise ConvzooError(f"padding='same' needs stride 1, got stride {stride}; give the padding as a number")
         # total padding d * (k - 1) per side; an odd total puts the extra pixel at the end, as PyTorch does
         (th, tw) = (dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1))
         return tw // 2, tw - tw // 2, th // 2, th - th // 2
@@ -101,9 +102,9 @@ def conv2d(
     X = _check_image(X)
     if not isinstance(W, Tensor) or W.dim() != 4:
         shape = tuple(W.shape) if isinstance(W, Tensor) else type(W).__name__
-        raise ValueError(f"W must be out_channels x in_channels/groups x kh x kw (4 dimensions), got {shape}")
+        raise ConvzooError(f"W must be out_channels x in_channels/groups x kh x kw (4 dimensions), got {shape}")
     if W.dtype != X.dtype:
-        raise ValueError(f"X is {X.dtype} but W is {W.dtype}; convert one, e.g. W.to(X.dtype)")
+        raise ConvzooError(f"X is {X.dtype} but W is {W.dtype}; convert one, e.g. W.to(X.dtype)")
     unbatched = X.dim() == 3
     if unbatched:
         X = X.unsqueeze(0)  # 1 x C x H x W
@@ -111,15 +112,15 @@ def conv2d(
     O, Cg, kh, kw = W.shape
     groups = _whole(groups, "groups", 1)
     if C % groups or O % groups:
-        raise ValueError(f"groups={groups} must divide both the input channels of X ({C}) and the output "
+        raise ConvzooError(f"groups={groups} must divide both the input channels of X ({C}) and the output "
                          f"channels of W ({O})")
     if Cg * groups != C:
         hint = "" if groups == 1 else f"; with groups={groups} W needs {C // groups} per group"
-        raise ValueError(f"W has {Cg} input channels but X has {C} (groups={groups}){hint}")
+        raise ConvzooError(f"W has {Cg} input channels but X has {C} (groups={groups}){hint}")
     if b is not None and tuple(b.shape) != (O,):
-        raise ValueError(f"b must have shape ({O},) for {O} output channels, got {tuple(b.shape)}")
+        raise ConvzooError(f"b must have shape ({O},) for {O} output channels, got {tuple(b.shape)}")
     if padding_mode not in CONV_PADDING_MODES:
-        raise ValueError(f"padding_mode must be one of {', '.join(CONV_PADDING_MODES)}; got {padding_mode!r}")
+        raise ConvzooError(f"padding_mode must be one of {', '.join(CONV_PADDING_MODES)}; got {padding_mode!r}")
     s = _pair(stride, "stride", 1)
     d = _pair(dilation, "dilation", 1)
     pad = _conv_padding(padding, (kh, kw), s, d)
@@ -153,13 +154,13 @@ def conv1x1(X: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
         W = W[:, :, 0, 0]  # O x C
     if not isinstance(W, Tensor) or W.dim() != 2:
         shape = tuple(W.shape) if isinstance(W, Tensor) else type(W).__name__
-        raise ValueError(f"W must be out_channels x in_channels (or O x C x 1 x 1), got {shape}")
+        raise ConvzooError(f"W must be out_channels x in_channels (or O x C x 1 x 1), got {shape}")
     B, C, H, Wd = X.shape
     O = W.shape[0]
     if W.shape[1] != C:
-        raise ValueError(f"W has {W.shape[1]} input channels but X has {C}")
+        raise ConvzooError(f"W has {W.shape[1]} input channels but X has {C}")
     if b is not None and tuple(b.shape) != (O,):
-        raise ValueError(f"b must have shape ({O},) for {O} output channels, got {tuple(b.shape)}")
+        raise ConvzooError(f"b must have shape ({O},) for {O} output channels, got {tuple(b.shape)}")
     Y = W @ X.reshape(B, C, H * Wd)  # (O x C) @ (B x C x HW) = B x O x HW: every pixel is a column
     if b is not None:
         Y = Y + b.reshape(1, O, 1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from convzoo.errors import ConvzooError
 from convzoo.scratch.conv import conv2d
 from convzoo.scratch.norm import batch_norm
 from convzoo.scratch.pad import pad2d
@@ -206,7 +207,7 @@ def _explain_pool(X: Tensor, k: int, padding: int, stride: int, modes: Sequence[
 
     H, W = X.shape
     if padding > k // 2:
-        raise ValueError(f"padding {padding} is more than half the kernel {k}: a window could see only padding; "
+        raise ConvzooError(f"padding {padding} is more than half the kernel {k}: a window could see only padding; "
                          f"use padding <= {k // 2} or a larger kernel")
     _check_fits((k, k), (k, k), (H, W), (padding,) * 4)
     lines = [f"explain pool: {H}x{W} input ({source}), {k}x{k} window, stride {stride}, padding {padding}",
@@ -325,7 +326,7 @@ def _not_for(topic: str, **given: object) -> None:
     for name, v in given.items():
         if v is not None:
             takes = "input_size and seed" if topic == "batchnorm" else "kernel, padding, stride, mode and seed"
-            raise ValueError(f"{name} does not apply to explain {topic} (it takes {takes})")
+            raise ConvzooError(f"{name} does not apply to explain {topic} (it takes {takes})")
 
 
 def explain(
@@ -344,18 +345,18 @@ def explain(
     conv: kernel 3, padding 0, stride 1; pad: padding 1, ``mode`` zeros, constant (``value``), reflect,
     replicate or circular; stride: stride 2; pool: kernel 2, stride = kernel, ``mode`` max or avg (both
     when None); batchnorm: a 2 x 2 x H x W batch (``input_size`` H W, default 2 2). Bad arguments are a
-    ``ValueError`` naming the argument and the fix.
+    ``ConvzooError`` (a ``ValueError``) naming the argument and the fix.
     """
     if topic not in TOPICS:
-        raise ValueError(f"topic must be one of {', '.join(TOPICS)}; got {topic!r}")
+        raise ConvzooError(f"topic must be one of {', '.join(TOPICS)}; got {topic!r}")
     seed = _whole(seed, "seed", 0)
     rng = random.Random(seed)
     if input_size is not None:
         if len(input_size) != 2:
-            raise ValueError(f"input_size must be two whole numbers H W, got {tuple(input_size)!r}")
+            raise ConvzooError(f"input_size must be two whole numbers H W, got {tuple(input_size)!r}")
         size = (_whole(input_size[0], "input height", 1), _whole(input_size[1], "input width", 1))
         if max(size) > MAX_SIDE:
-            raise ValueError(f"input_size {size[0]}x{size[1]} is too large to print; use at most "
+            raise ConvzooError(f"input_size {size[0]}x{size[1]} is too large to print; use at most "
                              f"{MAX_SIDE}x{MAX_SIDE}")
     if topic == "batchnorm":
         _not_for(topic, kernel=kernel, padding=padding, stride=stride, mode=mode, value=value)
@@ -367,19 +368,19 @@ def explain(
     if topic == "pool":
         _not_for(topic, value=value)
         if mode is not None and mode not in POOL_MODES:
-            raise ValueError(f"mode for explain pool must be one of {', '.join(POOL_MODES)}; got {mode!r}")
+            raise ConvzooError(f"mode for explain pool must be one of {', '.join(POOL_MODES)}; got {mode!r}")
         k = 2 if kernel is None else _whole(kernel, "kernel", 1)
         p = 0 if padding is None else _whole(padding, "padding", 0)
         s = k if stride is None else _whole(stride, "stride", 1)
         return _explain_pool(X, k, p, s, POOL_MODES if mode is None else (mode,), x_source)
     mode = "zeros" if mode is None else mode
     if mode not in EXPLAIN_PAD_MODES:
-        raise ValueError(f"mode for explain {topic} must be one of {', '.join(EXPLAIN_PAD_MODES)}; got {mode!r}")
+        raise ConvzooError(f"mode for explain {topic} must be one of {', '.join(EXPLAIN_PAD_MODES)}; got {mode!r}")
     if value is not None and mode != "constant":
-        raise ValueError(f"value only applies to mode constant, not {mode}; add mode constant")
+        raise ConvzooError(f"value only applies to mode constant, not {mode}; add mode constant")
     fill = 0.0 if value is None else float(value)
     if fill != round(fill):
-        raise ValueError(f"value must be a whole number (the examples compute exactly), got {value}")
+        raise ConvzooError(f"value must be a whole number (the examples compute exactly), got {value}")
     if kernel is None:
         K = torch.tensor(NOTES_KERNEL, dtype=torch.float32)
     else:

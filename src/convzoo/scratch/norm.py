@@ -10,12 +10,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from convzoo.errors import ConvzooError
+
 __all__ = ["BatchNorm", "batch_norm"]
 
 
 def _check_stat(t: Tensor | None, name: str, channels: int) -> None:
     if t is not None and tuple(t.shape) != (channels,):
-        raise ValueError(f"{name} must have shape ({channels},) for {channels} channels, got {tuple(t.shape)}")
+        raise ConvzooError(f"{name} must have shape ({channels},) for {channels} channels, got {tuple(t.shape)}")
 
 
 def batch_norm(
@@ -34,20 +36,20 @@ def batch_norm(
     in place; in evaluation mode the running statistics normalise.
     """
     if X.dim() not in (2, 4):
-        raise ValueError(f"X must be N x C or N x C x H x W, got {X.dim()} dimensions {tuple(X.shape)}")
+        raise ConvzooError(f"X must be N x C or N x C x H x W, got {X.dim()} dimensions {tuple(X.shape)}")
     channels = X.shape[1]
     for t, name in ((gamma, "gamma"), (beta, "beta"), (running_mean, "running_mean"), (running_var, "running_var")):
         _check_stat(t, name, channels)
     if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be between 0 and 1, got {momentum}")
+        raise ConvzooError(f"momentum must be between 0 and 1, got {momentum}")
     if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+        raise ConvzooError(f"eps must be > 0, got {eps}")
     dims = (0,) if X.dim() == 2 else (0, 2, 3)
     shape = (1, channels) if X.dim() == 2 else (1, channels, 1, 1)  # broadcast a per-channel vector
     if training:
         count = X.numel() // channels  # values per channel in this batch
         if count < 2:
-            raise ValueError(
+            raise ConvzooError(
                 f"training-mode batch norm needs more than 1 value per channel, got input shape "
                 f"{tuple(X.shape)}; use a batch of 2 or more, or evaluation mode"
             )
@@ -59,7 +61,7 @@ def batch_norm(
                 running_var.mul_(1 - momentum).add_(momentum * var * count / (count - 1))
     else:
         if running_mean is None or running_var is None:
-            raise ValueError("evaluation mode needs running_mean and running_var")
+            raise ConvzooError("evaluation mode needs running_mean and running_var")
         mean, var = running_mean, running_var
     X_hat = (X - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
     if gamma is not None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from convzoo.errors import ConvzooError
 from convzoo.scratch.shapes import _whole
 
 __all__ = ["PAD_MODES", "pad2d"]
@@ -24,7 +25,7 @@ def _padding4(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
     """``p -> (p, p, p, p)``; ``(left, right, top, bottom)`` kept as it is."""
     if isinstance(padding, Sequence) and not isinstance(padding, str):
         if len(padding) != 4:
-            raise ValueError(
+            raise ConvzooError(
                 f"padding must be a whole number or a (left, right, top, bottom) tuple as F.pad, "
                 f"got {tuple(padding)!r}"
             )
@@ -60,11 +61,11 @@ def pad2d(X: Tensor, padding: int | Sequence[int], mode: str = "zeros", value: f
     """
     if not isinstance(X, Tensor) or X.dim() < 2:
         shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
-        raise ValueError(f"X must be a tensor of at least 2 dimensions (... x H x W), got {shape}")
+        raise ConvzooError(f"X must be a tensor of at least 2 dimensions (... x H x W), got {shape}")
     if mode not in PAD_MODES:
-        raise ValueError(f"mode must be one of {', '.join(PAD_MODES)}; got {mode!r}")
+        raise ConvzooError(f"mode must be one of {', '.join(PAD_MODES)}; got {mode!r}")
     if mode != "constant" and value != 0:
-        raise ValueError(f"value={value} only applies to mode='constant', not mode={mode!r}")
+        raise ConvzooError(f"value={value} only applies to mode='constant', not mode={mode!r}")
     left, right, top, bottom = _padding4(padding)
     H, W = X.shape[-2:]
     if mode in ("reflect", "circular"):
@@ -73,7 +74,7 @@ def pad2d(X: Tensor, padding: int | Sequence[int], mode: str = "zeros", value: f
             limit = n - 1 if mode == "reflect" else n
             if p > limit:
                 why = "mirrors without repeating the edge" if mode == "reflect" else "wraps around at most once"
-                raise ValueError(
+                raise ConvzooError(
                     f"padding {p} is too large for {mode} padding of an input {side} of {n}: {mode} {why}, "
                     f"so the padding can be at most {limit}; use less padding or mode 'replicate'"
                 )

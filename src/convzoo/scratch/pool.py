@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from convzoo.errors import ConvzooError
 from convzoo.scratch.conv import sliding_windows
 from convzoo.scratch.pad import pad2d
 from convzoo.scratch.shapes import _check_fits, _check_image, _pair, _whole
@@ -28,9 +29,9 @@ def pool2d(X: Tensor, pool_size: int | Sequence[int], mode: str = "max") -> Tens
     """Slide a ``ph x pw`` window over ``X`` (``H x W``), stride 1, keeping its max or its mean (d2l's loop)."""
     if not isinstance(X, Tensor) or X.dim() != 2:
         shape = tuple(X.shape) if isinstance(X, Tensor) else type(X).__name__
-        raise ValueError(f"pool2d takes one channel: X must be a 2-d tensor (H x W), got {shape}")
+        raise ConvzooError(f"pool2d takes one channel: X must be a 2-d tensor (H x W), got {shape}")
     if mode not in ("max", "avg"):
-        raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
+        raise ConvzooError(f"mode must be 'max' or 'avg', got {mode!r}")
     ph, pw = _pair(pool_size, "pool_size", 1)
     _check_fits((ph, pw), (ph, pw), (X.shape[0], X.shape[1]), (0, 0, 0, 0))
     Y = torch.zeros((X.shape[0] - ph + 1, X.shape[1] - pw + 1), dtype=X.dtype, device=X.device)
@@ -49,7 +50,7 @@ def _pool_args(X: Tensor, kernel: int | Sequence[int], stride: int | Sequence[in
     p = _pair(padding, "padding", 0)
     for side, ki, pi in (("height", k[0], p[0]), ("width", k[1], p[1])):
         if pi > ki // 2:
-            raise ValueError(f"padding {pi} is more than half the kernel {ki} ({side}): a window could see "
+            raise ConvzooError(f"padding {pi} is more than half the kernel {ki} ({side}): a window could see "
                              f"only padding; use padding <= {ki // 2} or a larger kernel")
     _check_fits(k, k, (X.shape[-2], X.shape[-1]), (p[1], p[1], p[0], p[0]))
     return k, s, p
@@ -106,7 +107,7 @@ def adaptive_avg_pool2d(X: Tensor, output_size: int | Sequence[int | None]) -> T
     H, W = X.shape[-2:]
     if isinstance(output_size, Sequence) and not isinstance(output_size, str):
         if len(output_size) != 2:
-            raise ValueError(f"output_size must be a whole number or a (height, width) pair, got {output_size!r}")
+            raise ConvzooError(f"output_size must be a whole number or a (height, width) pair, got {output_size!r}")
         Ho = H if output_size[0] is None else _whole(output_size[0], "output_size", 1)
         Wo = W if output_size[1] is None else _whole(output_size[1], "output_size", 1)
     else:

@@ -8,20 +8,22 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from convzoo.errors import ConvzooError
+
 __all__ = ["output_size"]
 
 
 def _whole(value: object, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+        raise ConvzooError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
 
 
 def _pair(value: object, name: str, minimum: int) -> tuple[int, int]:
-    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)`` (height, width); anything else is a ``ValueError``."""
+    """``3 -> (3, 3)``; ``(3, 5) -> (3, 5)`` (height, width); anything else is a ``ConvzooError`` (a ``ValueError``)."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 2:
-            raise ValueError(f"{name} must be a whole number or a (height, width) pair, got {tuple(value)!r}")
+            raise ConvzooError(f"{name} must be a whole number or a (height, width) pair, got {tuple(value)!r}")
         return _whole(value[0], name, minimum), _whole(value[1], name, minimum)
     v = _whole(value, name, minimum)
     return v, v
@@ -34,14 +36,14 @@ def _size(h: int, w: int) -> str:
 def _check_image(X: object, name: str = "X") -> Tensor:
     """``X`` must be a floating-point ``B x C x H x W`` or ``C x H x W`` tensor."""
     if not isinstance(X, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(X).__name__}")
+        raise ConvzooError(f"{name} must be a torch.Tensor, got {type(X).__name__}")
     if X.dim() not in (3, 4):
-        raise ValueError(
+        raise ConvzooError(
             f"{name} must be B x C x H x W (or C x H x W), got {X.dim()} dimensions {tuple(X.shape)}; "
             f"add the missing batch and channel dimensions, e.g. {name}[None, None]"
         )
     if not X.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {X.dtype}; use {name}.float()")
+        raise ConvzooError(f"{name} must be a floating-point tensor, got {X.dtype}; use {name}.float()")
     return X
 
 
@@ -61,7 +63,7 @@ def _check_fits(kernel: tuple[int, int], span: tuple[int, int], size: tuple[int,
     what = f"kernel {_size(*kernel)}"
     if dilation != (1, 1):
         what += f" with dilation {dilation[0] if dilation[0] == dilation[1] else dilation} spans {_size(*span)}, which"
-    raise ValueError(
+    raise ConvzooError(
         f"{what} is larger than the padded input {_size(*padded)} (input {_size(*size)}, {pad}); "
         f"use a smaller kernel or more padding"
     )
@@ -81,7 +83,7 @@ def output_size(n: int, kernel: int, padding: int = 0, stride: int = 1, dilation
     span = dilation * (kernel - 1) + 1  # pixels one window covers
     padded = n + 2 * padding
     if span > padded:
-        raise ValueError(
+        raise ConvzooError(
             f"kernel covers {span} pixels (kernel {kernel}, dilation {dilation}) but the padded input "
             f"has only {padded} (n {n} + 2 x padding {padding}); use a smaller kernel or more padding"
         )

@@ -5,12 +5,13 @@ holding
 - ``model.safetensors``: the weights (safetensors: no code can hide in it),
 - ``model.json``: the sidecar (model name and kwargs, data set, classes, input size and normalisation,
   epoch, metrics, config): everything needed to rebuild the model and use it,
-- ``state.pt``: optimizer, schedule position, RNG state and history, read back with
-  ``torch.load(weights_only=True)`` (plain tensors and containers only, never arbitrary objects).
+- ``state.pt``: the training state (``convzoo.train.state.TrainingState``: optimizer, schedule position,
+  RNG state, history), read back with ``torch.load(weights_only=True)`` (plain tensors and containers
+  only, never arbitrary objects).
 
-The folder is written under a temporary name, every file fsynced, then renamed into place; the
-pointers ``checkpoints/last`` and ``checkpoints/best`` are symbolic links swapped by an atomic rename.
-A crash at any moment leaves ``last`` pointing at a complete checkpoint.
+The folder is written under a temporary name, every file fsynced (``convzoo.utils.atomic``), then renamed
+into place; the pointers ``checkpoints/last`` and ``checkpoints/best`` are symbolic links swapped by an
+atomic rename. A crash at any moment leaves ``last`` pointing at a complete checkpoint.
 
 Reading a checkpoint trusts nothing in it: the sidecar must describe a zoo model, the weights must be
 that model's tensors (checked from the safetensors header before any data is read), and the state must
@@ -20,7 +21,6 @@ hold what the loop writes. A damaged or forged checkpoint is one clear error, ne
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import math
@@ -29,7 +29,7 @@ import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -37,45 +37,18 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from convzoo.errors import ConvzooError, RunError
+from convzoo.train.state import TrainingState
+from convzoo.utils.atomic import fsync_dir, fsync_file
 
 if TYPE_CHECKING:
     from convzoo.models import ConvNet
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "RunLock", "checkpoint_name", "find_checkpoint", "model_from_sidecar", "point", "prune",
-    "read_checkpoint", "read_sidecar", "write_checkpoint", "write_text_atomic",
+    "CHECKPOINT_FORMAT", "RunLock", "checkpoint_name", "find_checkpoint", "latest_intact", "model_from_sidecar",
+    "point", "prune", "read_checkpoint", "read_sidecar", "restore", "write_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "convzoo-checkpoint/1"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync, rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def checkpoint_name(epoch: int, step: int = 0) -> str:
@@ -102,15 +75,15 @@ def write_checkpoint(root: Path, name: str, weights: Mapping[str, Tensor], meta:
         (tmp / "model.json").write_text(json.dumps(dict(meta), indent=2, sort_keys=True), encoding="utf-8")
         torch.save(dict(state), tmp / "state.pt")
         for file in tmp.iterdir():
-            _fsync_file(file)
-        _fsync_dir(tmp)
+            fsync_file(file)
+        fsync_dir(tmp)
         if final.exists():  # the same step saved again (after a resume): swap the old one out first
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except (OSError, SafetensorError, RuntimeError) as err:  # disk full, write errors (torch.save: RuntimeError)
         shutil.rmtree(tmp, ignore_errors=True)
         if old.is_dir() and not final.exists():  # the swap failed half way: put the previous one back
@@ -126,7 +99,7 @@ def point(root: Path, pointer: str, name: str) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(name, tmp)
     os.replace(tmp, root / pointer)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def prune(root: Path) -> None:
@@ -209,24 +182,28 @@ def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     raise ConvzooError(f"{path} is neither a run directory nor a checkpoint folder (model.safetensors + model.json)")
 
 
+@overload
+def read_checkpoint(folder: Path, *, state: Literal[True] = ...,
+                    net: nn.Module | None = ...) -> tuple[dict[str, Tensor], dict[str, Any], TrainingState]: ...
+
+
+@overload
+def read_checkpoint(folder: Path, *, state: Literal[False],
+                    net: nn.Module | None = ...) -> tuple[dict[str, Tensor], dict[str, Any], None]: ...
+
+
 def read_checkpoint(folder: Path, *, state: bool = True,
-                    net: nn.Module | None = None) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Any]]:
+                    net: nn.Module | None = None) -> tuple[dict[str, Tensor], dict[str, Any], TrainingState | None]:
     """Weights, sidecar and (if ``state``) training state of a checkpoint folder, each validated: the
     sidecar describes a zoo model, the weights fit that model tensor by tensor (``net`` if given, else the
-    model built from the sidecar on the meta device: shapes only, no memory), and the training state holds
-    what the loop writes, with the optimizer's tensors shaped as the model's parameters. Anything else is
-    a ``ConvzooError`` naming the file: a forged or damaged checkpoint is refused, never half loaded."""
+    model built from the sidecar on the meta device: shapes only, no memory), and the training state is
+    what the loop writes, with the optimizer's tensors shaped as the model's parameters
+    (``TrainingState.read``). Anything else is a ``ConvzooError`` naming the file: a forged or damaged
+    checkpoint is refused, never half loaded."""
     meta = read_sidecar(folder)
     reference = net if net is not None else model_from_sidecar(meta, folder, shapes_only=True)
     weights = _read_weights(folder / "model.safetensors", reference, meta["model"])
-    training: dict[str, Any] = {}
-    if state:
-        path = folder / "state.pt"
-        try:
-            training = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001  (an unpickling refusal is reported, never executed)
-            raise ConvzooError(f"refusing to load {path}: {str(err).splitlines()[0]}") from None
-        _check_state(training, reference, path)
+    training = TrainingState.read(folder / "state.pt", reference) if state else None
     return weights, meta, training
 
 
@@ -318,49 +295,6 @@ def _read_weights(path: Path, net: nn.Module, model: str) -> dict[str, Tensor]:
 _SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
                        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
                        "U8": torch.uint8, "BOOL": torch.bool}
-
-
-def _check_state(state: object, net: nn.Module, path: Path) -> None:
-    """The training state holds what the loop writes and reads back, consistently with the model."""
-    from convzoo.train.loop import _EpochState  # the loop's running sums (imported here: loop imports this module)
-
-    def damaged(what: str) -> ConvzooError:
-        return ConvzooError(f"{path} is not a convzoo training state: {what}")
-
-    if not isinstance(state, dict):
-        raise damaged(f"a {type(state).__name__}, not a dict")
-    kinds = {"optimizer": dict, "epoch": int, "step": int, "sums": dict, "history": list, "best_val": float,
-             "since_best": int}
-    for key, kind in kinds.items():
-        value = state.get(key)
-        ok = _is_number(value) if kind is float else (_is_int(value) if kind is int else isinstance(value, kind))
-        if not ok or (kind is int and isinstance(value, int) and value < 0):
-            raise damaged(f"'{key}' is {value!r:.40}, expected {'a number' if kind is float else kind.__name__}")
-    epoch, history, best = state["epoch"], state["history"], state.get("best_epoch")
-    if len(history) != epoch or not all(isinstance(r, dict) and r.get("epoch") == i + 1 for i, r in enumerate(history)):
-        raise damaged(f"the history does not hold one row per epoch for epochs 1..{epoch}")
-    if best is not None and not (_is_int(best) and 1 <= best <= epoch):
-        raise damaged(f"'best_epoch' is {best!r:.40}, not an epoch of the history")
-    sums = state["sums"]
-    if set(sums) != {f.name for f in dataclasses.fields(_EpochState)} or not all(map(_is_number, sums.values())):
-        raise damaged(f"'sums' holds {sorted(map(str, sums))[:6]}, expected the loop's running sums")
-    optimizer = state["optimizer"]
-    params = [p.shape for p in net.parameters()]
-    groups = optimizer.get("param_groups")
-    per_param = optimizer.get("state")
-    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
-                                               for g in groups) or not isinstance(per_param, dict):
-        raise damaged("the optimizer state has no parameter groups")
-    indices = sorted(i for g in groups for i in g["params"] if _is_int(i))
-    if indices != list(range(len(params))):
-        raise damaged(f"the optimizer holds {len(indices)} parameters, the model {len(params)}")
-    for index, values in per_param.items():
-        if not _is_int(index) or not 0 <= index < len(params) or not isinstance(values, dict):
-            raise damaged(f"the optimizer state names parameter {index!r:.40}")
-        for name, value in values.items():
-            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[index]:
-                raise damaged(f"the optimizer's {name} of parameter {index} has shape {tuple(value.shape)}, "
-                              f"the parameter {tuple(params[index])}")
 
 
 def _alive(pid: int) -> bool:

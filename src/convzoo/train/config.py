@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from convzoo.errors import ConvzooError
+from convzoo.utils.atomic import write_text_atomic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -141,28 +142,17 @@ class TrainConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("run", True)}
 
 
-# Per-model recipes of d2l's train_ch6 (shared/reference/d2l_results.md): plain SGD, Xavier init, no
-# normalisation or augmentation, 10 epochs; (resize, batch size, lr) per model.
-D2L_TABLE: dict[str, tuple[int, int, float]] = {
-    "lenet": (28, 256, 0.9),
-    "alexnet": (224, 128, 0.01),
-    "vgg11_small": (224, 128, 0.05),
-    "nin": (224, 128, 0.1),
-    "googlenet": (96, 128, 0.1),
-    "lenet_bn_scratch": (28, 256, 1.0),
-    "lenet_bn": (28, 256, 1.0),
-    "resnet18": (96, 256, 0.05),
-    "densenet_d2l": (96, 256, 0.1),
-}
-
-
 def _d2l(model: str) -> dict[str, Any]:
-    if model not in D2L_TABLE:
-        raise ConvzooError(f"d2l has no recipe for {model!r}; it has recipes for {', '.join(D2L_TABLE)}")
-    resize, batch_size, lr = D2L_TABLE[model]
-    return dict(resize=resize, batch_size=batch_size, lr=lr, epochs=10, optimizer="sgd", weight_decay=0.0,
-                schedule="constant", warmup_epochs=0.0, label_smoothing=0.0, init="xavier", normalize=False,
-                augment="none")
+    """d2l's train_ch6 recipe (../shared/reference/d2l_results.md): plain SGD, Xavier init, no normalisation
+    or augmentation, 10 epochs, with the model's resize, batch size and lr from its registry entry."""
+    from convzoo.models import d2l_models, list_models, model_info  # (torch: only when the recipe is asked for)
+
+    d2l = model_info(model).d2l if model in list_models() else None
+    if d2l is None:
+        raise ConvzooError(f"d2l has no recipe for {model!r}; it has recipes for {', '.join(d2l_models())}")
+    return dict(resize=d2l.resize, batch_size=d2l.batch_size, lr=d2l.lr, epochs=10, optimizer="sgd",
+                weight_decay=0.0, schedule="constant", warmup_epochs=0.0, label_smoothing=0.0, init="xavier",
+                normalize=False, augment="none")
 
 
 def _fast(model: str) -> dict[str, Any]:
@@ -211,8 +201,6 @@ def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
     """Write the resolved config as TOML (``None`` values are left out: TOML has no null), atomically."""
-    from convzoo.train.checkpoint import write_text_atomic  # (checkpoint does not import config)
-
     values = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
     write_text_atomic(path, tomli_w.dumps(values))  # a kill leaves the old file or the new one, never half
 

@@ -40,7 +40,7 @@ def _cpu_name() -> str:
 def environment(device: torch.device) -> dict[str, Any]:
     import torchvision
 
-    from convzoo import __version__
+    from convzoo._version import __version__
 
     info: dict[str, Any] = {
         "convzoo": __version__,

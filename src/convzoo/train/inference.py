@@ -8,23 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from convzoo.data import load_dataset, split_train_val
+from convzoo.data.images import MAX_PIXELS, decode_image
 from convzoo.errors import ConvzooError
 from convzoo.models import ConvNet
 from convzoo.train.checkpoint import find_checkpoint, model_from_sidecar, read_checkpoint
 from convzoo.train.config import TTAS
 from convzoo.train.env import pick_device
-from convzoo.train.loop import EvalResult, evaluate_batches, tta_logits
+from convzoo.train.evaluation import EvalResult, evaluate_batches, tta_logits
 from convzoo.train.pipeline import Batches, Preprocess
 
 __all__ = ["Checkpoint", "EvalReport", "evaluate", "load", "read_image"]
 
-MAX_PIXELS = 64_000_000  # larger declared images are refused before decoding (decompression bombs)
 MIN_SIDE = 4  # smaller images cannot show anything worth classifying
 
 
@@ -88,49 +86,16 @@ def load(checkpoint: str | os.PathLike[str], device: str = "cpu") -> Checkpoint:
 
 
 def read_image(path: str | os.PathLike[str]) -> Tensor:
-    """An image file as uint8 ``C x H x W`` (C = 1 or 3), converted where that is sensible: palette,
-    CMYK, 16-bit and alpha images become gray or RGB (alpha composited over black); tiny images and
-    images declaring more than 64 megapixels are refused."""
-    path = Path(path)
-    if not path.exists():
-        raise ConvzooError(f"{path}: no such file")
-    if path.is_dir():
-        raise ConvzooError(f"{path} is a folder; give image files")
-    try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if width * height > MAX_PIXELS:
-                raise ConvzooError(f"{path} declares {width}x{height} pixels, more than {MAX_PIXELS:,}: refusing "
-                                   "to decode it (a decompression bomb?)")
-            if min(width, height) < MIN_SIDE:
-                raise ConvzooError(f"{path} is {width}x{height} pixels: too small to classify "
-                                   f"(at least {MIN_SIDE}x{MIN_SIDE})")
-            array = _to_uint8(im)
-    except ConvzooError:
-        raise
-    except PermissionError:
-        raise ConvzooError(f"{path}: permission denied") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError) as err:
-        raise ConvzooError(f"{path} is not an image convzoo can read ({err})") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ConvzooError(f"{path} could not be decoded: {err}") from None
-    tensor = torch.from_numpy(array.copy())  # Pillow's buffer is read-only
-    return tensor[None] if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
-
-
-def _to_uint8(im: Image.Image) -> np.ndarray:
-    """Decode to an H x W (gray) or H x W x 3 (RGB) uint8 array."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and wider gray: scale into 0..255
-        values = np.asarray(im, dtype=np.float64)
-        scale = 1 / 257 if im.mode != "F" or values.max() > 1 else 255.0
-        return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        im = Image.alpha_composite(black, rgba).convert("RGB")
-    if im.mode in ("1", "L"):
-        return np.asarray(im.convert("L"), dtype=np.uint8)
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    """An image file as uint8 ``C x H x W`` (C = 1 or 3), decoded by :func:`convzoo.data.images.decode_image`,
+    the decoder training reads image folders with, so a model is given the pixels it was trained on (its
+    module docstring lists the rule for each Pillow mode). Images declaring more than ``MAX_PIXELS`` pixels
+    are refused before decoding, images smaller than ``MIN_SIDE`` on a side after it."""
+    X = decode_image(path, max_pixels=MAX_PIXELS)  # C x H x W
+    height, width = X.shape[-2:]
+    if min(width, height) < MIN_SIDE:
+        raise ConvzooError(f"{path} is {width}x{height} pixels: too small to classify "
+                           f"(at least {MIN_SIDE}x{MIN_SIDE})")
+    return X
 
 
 @dataclass
@@ -148,17 +113,22 @@ class EvalReport:
                  f"accuracy {r.accuracy:.4f}"]
         if r.top5 is not None:
             lines.append(f"top-5 accuracy {r.top5:.4f}")
-        width = max(len(c) for c in self.classes)
+        from convzoo.utils.table import format_row
+
+        width = max(len(c) for c in self.classes)  # the class column: as wide as the names, not "class"
         lines.append("")
-        lines.append(f"{'class':<{width}}  accuracy  images")
+        lines.append(format_row(("class", "accuracy", "images"), (width, 8, 6), right=(1, 2)))
         for name, acc, n in zip(self.classes, r.per_class.tolist(), r.confusion.sum(dim=1).tolist(), strict=True):
-            lines.append(f"{name:<{width}}  {acc:8.4f}  {n:6d}")
+            lines.append(format_row((name, f"{acc:.4f}", str(n)), (width, 8, 6), right=(1, 2)))
         lines.append("")
         lines.append("confusion matrix (true class by row, predicted by column):")
-        cell = max(5, len(str(int(r.confusion.max()))) + 1)
-        lines.append(" " * width + "".join(f"{i:>{cell}}" for i in range(len(self.classes))))
+        k = len(self.classes)
+        cell = max(5, len(str(int(r.confusion.max()))) + 1)  # each count right-aligned, one space at least
+        widths, counts = (width, *[cell] * k), range(1, k + 1)
+        lines.append(format_row(("", *map(str, range(k))), widths, right=counts, sep=""))
         for i, name in enumerate(self.classes):
-            lines.append(f"{name:<{width}}" + "".join(f"{int(v):>{cell}}" for v in r.confusion[i].tolist()))
+            row = (name, *(str(int(v)) for v in r.confusion[i].tolist()))
+            lines.append(format_row(row, widths, right=counts, sep=""))
         return "\n".join(lines)
 
 

@@ -1,5 +1,9 @@
-"""The training loop: ``fit(config)`` runs ``train_one_epoch`` and ``evaluate`` epoch after epoch,
+"""The training loop: ``fit(config)`` runs ``train_one_epoch`` and ``evaluate_batches`` epoch after epoch,
 checkpointing as it goes. Plain code, one typed config (``TrainConfig``), saved with every result.
+
+The loop computes; it keeps where the run stands in one ``TrainingState`` (``train/state.py``) and hands
+it to the ``CheckpointSaver`` (``train/saver.py``), which persists checkpoints, pointers, metrics files
+and curves.
 
 Honest by construction: the best checkpoint and early stopping look at the validation split only;
 the test split is evaluated and reported, never chosen on. Reproducible by construction: every random
@@ -25,25 +29,19 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor, nn
 
-from convzoo.data import Dataset, check_disjoint, load_dataset, split_train_val, subset
+from convzoo.data import Dataset, Split, check_disjoint, load_dataset, split_train_val, subset
 from convzoo.errors import ConvzooError, DivergenceError, RunError
 from convzoo.models import ConvNet, create_model
-from convzoo.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    RunLock,
-    checkpoint_name,
-    point,
-    prune,
-    read_checkpoint,
-    restore,
-    write_checkpoint,
-    write_text_atomic,
-)
-from convzoo.train.config import TTAS, TrainConfig, config_diff, load_config_file, resolve_config, save_config
+from convzoo.train.checkpoint import CHECKPOINT_FORMAT, RunLock
+from convzoo.train.config import TrainConfig, config_diff, load_config_file, resolve_config, save_config
 from convzoo.train.env import environment, keep_batch_memory, pick_device
+from convzoo.train.evaluation import EvalResult, evaluate_batches, tta_logits
 from convzoo.train.pipeline import Augment, Batches, Preprocess, derive_seed
-from convzoo.train.plots import plot_confusion, plot_curves, plot_samples
-from convzoo.train.report import EpochTable, Progress, write_metrics
+from convzoo.train.plots import plot_confusion, plot_samples
+from convzoo.train.report import EpochTable, Progress
+from convzoo.train.saver import CheckpointSaver
+from convzoo.train.state import EpochSums, TrainingState
+from convzoo.utils.atomic import write_text_atomic
 
 __all__ = ["EvalResult", "Interrupted", "RunResult", "evaluate_batches", "fit", "lr_at", "train_one_epoch",
            "tta_logits"]
@@ -60,21 +58,6 @@ class Interrupted(Exception):  # noqa: N818  (a signal, not an error)
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM
-
-
-@dataclass
-class EvalResult:
-    """Accuracy and confusion matrix (true class by row) of a model on one split."""
-
-    accuracy: float
-    loss: float
-    confusion: Tensor  # K x K, int64
-    top5: float | None  # when there are more than 5 classes
-    count: int
-
-    @property
-    def per_class(self) -> Tensor:
-        return self.confusion.diag().double() / self.confusion.sum(dim=1).clamp(min=1).double()
 
 
 @dataclass
@@ -177,17 +160,6 @@ class _StepTimer:
         return self.seconds
 
 
-@dataclass
-class _EpochState:
-    """Sums over the steps of the epoch so far (saved with a mid-epoch checkpoint)."""
-
-    loss_sum: float = 0.0
-    correct: int = 0
-    seen: int = 0
-    step_seconds: float = 0.0
-    train_seconds: float = 0.0
-
-
 def auto_channels_last(net: nn.Module, device: torch.device) -> bool:
     """The memory format ``--channels-last`` left unset picks: NHWC on a CPU, where the training step runs
     1.1-1.4x faster in it for every zoo model measured (benchmarks/channels_last.py), except when a
@@ -201,14 +173,14 @@ def auto_channels_last(net: nn.Module, device: torch.device) -> bool:
 
 def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches: Batches,
                     optimizer: torch.optim.Optimizer, loss_fn: nn.Module, config: TrainConfig, epoch: int, *,
-                    start_step: int = 0, sums: _EpochState | None = None, progress: Progress | None = None,
-                    should_stop: Callable[[], bool] = lambda: False) -> tuple[_EpochState, int]:
+                    start_step: int = 0, sums: EpochSums | None = None, progress: Progress | None = None,
+                    should_stop: Callable[[], bool] = lambda: False) -> tuple[EpochSums, int]:
     """Train over ``batches`` from ``start_step``; return the epoch's sums and the next step to run
     (``len(batches)`` when the epoch finished, less when ``should_stop()`` asked to stop early).
 
     ``epoch`` is 0-based. Raises ``DivergenceError`` on a non-finite loss, naming epoch, step and lr.
     """
-    sums = sums or _EpochState()
+    sums = sums or EpochSums()
     device = batches.device
     timer = _StepTimer(device)
     check_every = 1 if device.type == "cpu" else 25  # on a GPU, look at the losses without a sync per step
@@ -259,48 +231,54 @@ def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches
     return sums, next_step
 
 
-def tta_logits(forward: Callable[[Tensor], Tensor], X: Tensor, tta: str = "none") -> Tensor:
-    """The logits of a batch; ``tta="flip"`` averages them with those of its horizontal mirror image."""
-    if tta not in TTAS:
-        raise ConvzooError(f"tta must be one of {', '.join(TTAS)}, got {tta!r}")
-    logits = forward(X).float()
-    if tta == "flip":
-        logits = (logits + forward(X.flip(3)).float()) / 2
-    return logits
+# ---- the run: fit, then its steps in the order it takes them -----------------------------------------
 
 
-@torch.no_grad()
-def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batches: Batches, num_classes: int,
-                     amp: bool = False, tta: str = "none") -> EvalResult:
-    """Accuracy, mean loss, confusion matrix and top-5 accuracy over every batch, in evaluation mode.
+def fit(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = True,
+        out: TextIO | None = None, on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> RunResult:
+    """Train ``config.model`` on ``config.dataset``; resume the run in ``resume`` if given.
 
-    ``tta="flip"`` averages the logits of each image and of its horizontal mirror (test-time augmentation).
+    Writes the run directory (config.toml, run.json, metrics.csv/jsonl, curves.png, confusion.png,
+    samples.png, checkpoints/) and returns its history and the selected epoch's metrics. ``on_epoch``
+    sees each epoch's metrics row once its checkpoint is written and may end the run by returning True
+    (benchmarks/time_to_accuracy.py stops at its target so).
     """
-    net.eval()
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=batches.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
-    top5 = torch.zeros((), dtype=torch.int64, device=batches.device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
-    count = 0
-    for _, X, y in batches.epoch():
-        with autocast:
-            logits = tta_logits(forward, X, tta)
-        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").double()
-        confusion += torch.bincount(y * num_classes + logits.argmax(dim=1), minlength=num_classes**2)
-        if num_classes > 5:
-            top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(dim=1).sum()
-        count += len(y)
-    confusion = confusion.view(num_classes, num_classes).cpu()
-    return EvalResult(
-        accuracy=float(confusion.diag().sum()) / max(count, 1),
-        loss=float(loss_sum) / max(count, 1),
-        confusion=confusion,
-        top5=float(top5) / max(count, 1) if num_classes > 5 else None,
-        count=count,
-    )
-
-
-# ---- the run ----------------------------------------------------------------------------------------
+    out = out or sys.stdout
+    run_dir, config, resuming = _prepare_run_dir(config, resume)
+    with RunLock(run_dir):
+        device = _device(config)
+        data, val_split = _load_splits(config)
+        run = _build(config, data, val_split, device)
+        saver = CheckpointSaver(run_dir, _sidecar(config, data, run), title=f"{config.model} on {data.name}")
+        state = _start_or_resume(config, run_dir, run, saver, resuming, out)
+        _announce(config, run_dir, data, val_split, run, out)
+        table, stopped, steps = EpochTable(out), "completed", len(run.train_batches)
+        with _signals_caught() as caught:
+            while state.epoch < config.epochs:
+                t0, before = time.perf_counter(), state.sums.train_seconds  # (train time before a mid-epoch resume)
+                bar = Progress(steps, state.epoch + 1, config.epochs, enabled=progress)
+                try:
+                    state.sums, state.step = train_one_epoch(
+                        run.net, run.forward, run.train_batches, run.optimizer, run.loss_fn, config, state.epoch,
+                        start_step=state.step, sums=state.sums, progress=bar, should_stop=lambda: caught() is not None)
+                finally:
+                    bar.close()
+                signum = caught()
+                if signum is not None and state.step < steps:  # stopped inside the epoch: save where it stands
+                    raise Interrupted(signum, saver.save(run.net.state_dict(), state.snapshot(run.optimizer, steps)))
+                state.finish_epoch(_epoch_row(config, run, state, data.num_classes, t0, before))
+                path = saver.end_epoch(run.net.state_dict(), state.snapshot(run.optimizer, steps))
+                table.row(state.history[-1])
+                if caught() is not None:
+                    raise Interrupted(caught() or signal.SIGINT, path)
+                if on_epoch is not None and on_epoch(state.history[-1]) and state.epoch < config.epochs:
+                    stopped = "stopped by the caller"
+                    break
+                if config.early_stopping and state.best.since >= config.early_stopping and state.epoch < config.epochs:
+                    stopped = "early stopping"
+                    print(f"early stopping: no better validation accuracy for {state.best.since} epochs", file=out)
+                    break
+        return _finish(config, run_dir, run, data, saver, state, stopped, out)
 
 
 def _default_run_dir(config: TrainConfig) -> Path:
@@ -334,6 +312,125 @@ def _prepare_run_dir(config: TrainConfig, resume: str | Path | None) -> tuple[Pa
     return run_dir, dataclasses.replace(saved, **machine, out=str(run_dir)), True
 
 
+def _device(config: TrainConfig) -> torch.device:
+    """The device to train on, with the allocator set up for it; ``--amp`` only where it pays."""
+    device = pick_device(config.device)
+    keep_batch_memory()
+    if config.amp and device.type != "cuda":
+        raise ConvzooError("--amp is for CUDA devices only (bfloat16 on this CPU is 5-8x slower than float32)")
+    return device
+
+
+def _load_splits(config: TrainConfig) -> tuple[Dataset, Split | None]:
+    """The data set with ``train`` the split the run trains on (the validation split carved out, then
+    ``--train-limit``), and the validation split (None without ``--val-split``). Refuses evaluating on
+    training images, and a run with nothing to evaluate on."""
+    data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
+    if data.test is not None:
+        check_disjoint(data.train, data.test)
+    train_split, val_split = data.train, None
+    if config.val_split:
+        train_split, val_split = split_train_val(data.train, config.val_split, config.val_seed)
+    if config.train_limit:
+        train_split = subset(train_split, torch.arange(min(config.train_limit, len(train_split))))
+    evaluation = [s for s in (val_split, data.test) if s is not None]
+    check_disjoint(train_split, *evaluation)
+    if not evaluation:
+        raise ConvzooError(f"{data.name} has no test split; hold out a validation split with --val-split 0.1")
+    # hold the training images once: the carved splits are copies, so let the full split go
+    return dataclasses.replace(data, train=train_split), val_split
+
+
+@dataclass
+class _Run:
+    """What training runs on: the model and its (maybe compiled) forward, the batches, optimizer and loss."""
+
+    device: torch.device
+    net: ConvNet
+    forward: Callable[[Tensor], Tensor]
+    channels_last: bool
+    preprocess: Preprocess
+    train_batches: Batches
+    eval_batches: dict[str, Batches]  # "val" and/or "test"
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+
+
+def _build(config: TrainConfig, data: Dataset, val_split: Split | None, device: torch.device) -> _Run:
+    """Model (seeded init, memory format, ``torch.compile``), preprocessing, batches, optimizer and loss."""
+    net = build_model(config, data).to(device)
+    channels_last = config.channels_last if config.channels_last is not None else auto_channels_last(net, device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    forward: Callable[[Tensor], Tensor] = net
+    if config.compile:
+        net.input_range()  # derive the input check's range outside the compiled graph
+        forward = torch.compile(net)  # type: ignore[assignment]
+    size = (config.resize, config.resize) if config.resize else None
+    mean, std = (data.mean, data.std) if config.normalize else (None, None)
+    preprocess = Preprocess(net.in_channels, size, mean, std, channels_last)
+    train_batches = Batches(data.train, config.batch_size, device=device, preprocess=preprocess, shuffle=True,
+                            augment=Augment.from_name(config.augment, config.crop_padding), seed=config.seed)
+    eval_batches = {name: Batches(split, config.eval_batch_size, device=device, preprocess=preprocess)
+                    for name, split in (("val", val_split), ("test", data.test)) if split is not None}
+    return _Run(device, net, forward, channels_last, preprocess, train_batches, eval_batches,
+                make_optimizer(config, net), nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+
+
+def _sidecar(config: TrainConfig, data: Dataset, run: _Run) -> dict[str, Any]:
+    """The ``model.json`` fields every checkpoint of the run shares: what rebuilding and using it needs."""
+    net, pre = run.net, run.preprocess
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": config.model,
+        "model_kwargs": {"num_classes": net.num_classes, "in_channels": net.in_channels, **config.model_kwargs},
+        "dataset": data.name,
+        "classes": list(data.classes),
+        "input": {"channels": net.in_channels, "size": list(pre.size or data.image_size),
+                  "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None},
+        "config": dataclasses.asdict(config),
+    }
+
+
+def _start_or_resume(config: TrainConfig, run_dir: Path, run: _Run, saver: CheckpointSaver, resuming: bool,
+                     out: TextIO) -> TrainingState:
+    """The state to train from: when resuming, the last checkpoint's (weights, optimizer and RNG restored
+    into ``run``); else a fresh one, with ``config.toml`` and ``run.json`` written (also for a run killed
+    before its first checkpoint, which starts again from the beginning)."""
+    if resuming:
+        resumed = saver.resume()
+        if resumed is not None:
+            weights, state = resumed
+            run.net.load_state_dict(weights)
+            run.optimizer.load_state_dict(state.optimizer)
+            torch.set_rng_state(state.rng["torch"])
+            print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}", file=out, flush=True)
+            return state
+        print(f"{run_dir} has no checkpoint yet; starting it from the beginning", file=out, flush=True)
+    save_config(config, run_dir / "config.toml")
+    write_text_atomic(run_dir / "run.json", json.dumps(
+        {"started": datetime.now().isoformat(timespec="seconds"), "seed": config.seed,
+         "channels_last": run.channels_last, "environment": environment(run.device)}, indent=2))
+    return TrainingState()
+
+
+def _announce(config: TrainConfig, run_dir: Path, data: Dataset, val_split: Split | None, run: _Run,
+              out: TextIO) -> None:
+    """The run's first line (model, parameters, split sizes, device, directory), and a warning when the
+    training split lacks classes that the evaluation splits have."""
+    print(f"training {config.model} ({sum(p.numel() for p in run.net.parameters()):,} parameters) on {data.name} "
+          f"[{len(data.train):,} train" + (f", {len(val_split):,} val" if val_split is not None else "")
+          + (f", {len(data.test):,} test" if data.test is not None else "") + f"] on {run.device}; run {run_dir}",
+          file=out, flush=True)
+    evaluation = [s for s in (val_split, data.test) if s is not None]
+    missing = sorted(set(torch.cat([s.labels for s in evaluation]).unique().tolist())
+                     - set(data.train.labels.unique().tolist()))
+    if missing:  # the first N of a split ordered by class (an image folder) hold only its first classes
+        print(f"warning: the training split has no image of class(es) {', '.join(map(str, missing))} that the "
+              f"evaluation split has" + (f"; --train-limit {config.train_limit} keeps the first images only, "
+                                         "raise it or drop it" if config.train_limit else ""), file=out, flush=True)
+
+
 @contextmanager
 def _signals_caught() -> Iterator[Callable[[], int | None]]:
     """While inside, SIGINT and SIGTERM are recorded instead of killing; yields a probe for the signal."""
@@ -355,194 +452,40 @@ def _signals_caught() -> Iterator[Callable[[], int | None]]:
             signal.signal(signum, previous)
 
 
-def fit(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = True,
-        out: TextIO | None = None, on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> RunResult:
-    """Train ``config.model`` on ``config.dataset``; resume the run in ``resume`` if given.
-
-    Writes the run directory (config.toml, run.json, metrics.csv/jsonl, curves.png, confusion.png,
-    samples.png, checkpoints/) and returns its history and the selected epoch's metrics. ``on_epoch``
-    sees each epoch's metrics row once its checkpoint is written and may end the run by returning True
-    (benchmarks/time_to_accuracy.py stops at its target so).
-    """
-    out = out or sys.stdout
-    run_dir, config, resuming = _prepare_run_dir(config, resume)
-    with RunLock(run_dir):
-        return _fit_locked(config, run_dir, resuming, progress, out, on_epoch)
-
-
-def _fit_locked(config: TrainConfig, run_dir: Path, resuming: bool, show_progress: bool, out: TextIO,
-                on_epoch: Callable[[dict[str, Any]], bool] | None = None) -> RunResult:
-    device = pick_device(config.device)
-    keep_batch_memory()
-    if config.amp and device.type != "cuda":
-        raise ConvzooError("--amp is for CUDA devices only (bfloat16 on this CPU is 5-8x slower than float32)")
-    data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
-    if data.test is not None:
-        check_disjoint(data.train, data.test)
-    train_split, val_split = data.train, None
-    if config.val_split:
-        train_split, val_split = split_train_val(data.train, config.val_split, config.val_seed)
-    if config.train_limit:
-        train_split = subset(train_split, torch.arange(min(config.train_limit, len(train_split))))
-    evaluation = [s for s in (val_split, data.test) if s is not None]
-    check_disjoint(train_split, *evaluation)
-    # hold the training images once: the carved splits are copies, so let the full split go
-    data = dataclasses.replace(data, train=train_split)
-    if not evaluation:
-        raise ConvzooError(f"{data.name} has no test split; hold out a validation split with --val-split 0.1")
-
-    net = build_model(config, data).to(device)
-    channels_last = config.channels_last if config.channels_last is not None else auto_channels_last(net, device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    forward: Callable[[Tensor], Tensor] = net
-    if config.compile:
-        net.input_range()  # derive the input check's range outside the compiled graph
-        forward = torch.compile(net)  # type: ignore[assignment]
-    size = (config.resize, config.resize) if config.resize else None
-    mean, std = (data.mean, data.std) if config.normalize else (None, None)
-    preprocess = Preprocess(net.in_channels, size, mean, std, channels_last)
-    train_batches = Batches(train_split, config.batch_size, device=device, preprocess=preprocess, shuffle=True,
-                            augment=Augment.from_name(config.augment, config.crop_padding), seed=config.seed)
-    eval_batches = {name: Batches(split, config.eval_batch_size, device=device, preprocess=preprocess)
-                    for name, split in (("val", val_split), ("test", data.test)) if split is not None}
-    optimizer = make_optimizer(config, net)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-    meta_base = {
-        "format": CHECKPOINT_FORMAT,
-        "model": config.model,
-        "model_kwargs": {"num_classes": net.num_classes, "in_channels": net.in_channels, **config.model_kwargs},
-        "dataset": data.name,
-        "classes": list(data.classes),
-        "input": {"channels": net.in_channels, "size": list(size or data.image_size),
-                  "mean": list(mean) if mean else None, "std": list(std) if std else None},
-        "config": {k: v for k, v in dataclasses.asdict(config).items()},
+def _epoch_row(config: TrainConfig, run: _Run, state: TrainingState, num_classes: int, t0: float,
+               before: float) -> dict[str, Any]:
+    """The metrics row of epoch ``state.epoch + 1``, whose training just ended: the training sums, and
+    the validation and test splits evaluated now. ``t0`` is when this process began the epoch, ``before``
+    the training seconds an interrupted process had already spent on it."""
+    results = {name: evaluate_batches(run.forward, run.net, b, num_classes, config.amp, config.tta)
+               for name, b in run.eval_batches.items()}
+    elapsed = time.perf_counter() - t0 + before
+    sums, steps = state.sums, len(run.train_batches)
+    return {
+        "epoch": state.epoch + 1,
+        "lr": lr_at(config, (state.epoch + 1) * steps - 1, steps),
+        "train_loss": sums.loss_sum / sums.seen,
+        "train_acc": sums.correct / sums.seen,
+        "val_acc": results["val"].accuracy if "val" in results else None,
+        "test_acc": results["test"].accuracy if "test" in results else None,
+        "step_img_s": sums.seen / sums.step_seconds if sums.step_seconds else None,
+        "e2e_img_s": sums.seen / elapsed if elapsed else None,
+        "epoch_time": elapsed,
+        "val_loss": results["val"].loss if "val" in results else None,
+        "test_loss": results["test"].loss if "test" in results else None,
     }
-    ckpt_root = run_dir / "checkpoints"
-    history: list[dict[str, Any]] = []
-    epoch, start_step, sums = 0, 0, _EpochState()
-    best_val, since_best, best_epoch = -1.0, 0, None
-    resume_from = restore(ckpt_root) if resuming else None
-    if resuming and resume_from is None:  # killed before its first checkpoint: the same run from the start
-        print(f"{run_dir} has no checkpoint yet; starting it from the beginning", file=out, flush=True)
-        resuming = False
-    if resuming and resume_from is not None:
-        weights, meta, state = read_checkpoint(resume_from)  # sidecar, weights and state all validated
-        net.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
-        history = list(state["history"])
-        # a kill after the checkpoint but before the metrics files leaves them a row short: rewrite them
-        if history:
-            write_metrics(run_dir, history)
-            plot_curves(history, run_dir / "curves.png", title=f"{config.model} on {data.name}")
-        epoch, start_step = int(state["epoch"]), int(state["step"])
-        sums = _EpochState(**state["sums"])
-        best_val, since_best, best_epoch = float(state["best_val"]), int(state["since_best"]), state["best_epoch"]
-        # a kill between writing a checkpoint and moving the pointers leaves `best` behind: set it again
-        if best_epoch is not None and (ckpt_root / checkpoint_name(best_epoch)).is_dir():
-            point(ckpt_root, "best", checkpoint_name(best_epoch))
-        print(f"resuming {run_dir} at epoch {epoch + 1}, step {start_step}", file=out, flush=True)
-    else:
-        save_config(config, run_dir / "config.toml")
-        write_text_atomic(run_dir / "run.json", json.dumps(
-            {"started": datetime.now().isoformat(timespec="seconds"), "seed": config.seed,
-             "channels_last": channels_last, "environment": environment(device)}, indent=2))
-
-    def save(name: str, epoch_index: int, step: int, metrics: dict[str, Any] | None) -> Path:
-        meta = {**meta_base, "epoch": epoch_index + (1 if step == 0 else 0), "step": step,
-                "metrics": metrics, "saved": datetime.now().isoformat(timespec="seconds")}
-        state = {"optimizer": optimizer.state_dict(), "schedule": {"step": epoch_index * len(train_batches) + step},
-                 "rng": {"torch": torch.get_rng_state()}, "epoch": epoch_index if step else epoch_index + 1,
-                 "step": step, "sums": dataclasses.asdict(sums) if step else dataclasses.asdict(_EpochState()),
-                 "history": history, "best_val": best_val, "since_best": since_best, "best_epoch": best_epoch}
-        path = write_checkpoint(ckpt_root, name, net.state_dict(), meta, state)
-        point(ckpt_root, "last", name)
-        return path
-
-    table = EpochTable(out)
-    stopped = "completed"
-    print(f"training {config.model} ({sum(p.numel() for p in net.parameters()):,} parameters) on {data.name} "
-          f"[{len(train_split):,} train" + (f", {len(val_split):,} val" if val_split is not None else "")
-          + (f", {len(data.test):,} test" if data.test is not None else "") + f"] on {device}; run {run_dir}",
-          file=out, flush=True)
-    missing = sorted(set(torch.cat([s.labels for s in evaluation]).unique().tolist())
-                     - set(train_split.labels.unique().tolist()))
-    if missing:  # the first N of a split ordered by class (an image folder) hold only its first classes
-        print(f"warning: the training split has no image of class(es) {', '.join(map(str, missing))} that the "
-              f"evaluation split has" + (f"; --train-limit {config.train_limit} keeps the first images only, "
-                                         "raise it or drop it" if config.train_limit else ""), file=out, flush=True)
-    with _signals_caught() as caught:
-        while epoch < config.epochs:
-            t0, before = time.perf_counter(), sums.train_seconds  # (train time before a mid-epoch resume)
-            progress = Progress(len(train_batches), epoch + 1, config.epochs, enabled=show_progress)
-            try:
-                sums, step = train_one_epoch(net, forward, train_batches, optimizer, loss_fn, config, epoch,
-                                             start_step=start_step, sums=sums, progress=progress,
-                                             should_stop=lambda: caught() is not None)
-            finally:
-                progress.close()
-            signum = caught()
-            if signum is not None and step < len(train_batches):
-                path = save(checkpoint_name(epoch + 1, step), epoch, step, None)
-                raise Interrupted(signum, path)
-            results = {name: evaluate_batches(forward, net, b, data.num_classes, config.amp, config.tta)
-                       for name, b in eval_batches.items()}
-            elapsed = time.perf_counter() - t0 + before
-            row = {
-                "epoch": epoch + 1,
-                "lr": lr_at(config, (epoch + 1) * len(train_batches) - 1, len(train_batches)),
-                "train_loss": sums.loss_sum / sums.seen,
-                "train_acc": sums.correct / sums.seen,
-                "val_acc": results["val"].accuracy if "val" in results else None,
-                "test_acc": results["test"].accuracy if "test" in results else None,
-                "step_img_s": sums.seen / sums.step_seconds if sums.step_seconds else None,
-                "e2e_img_s": sums.seen / elapsed if elapsed else None,
-                "epoch_time": elapsed,
-                "val_loss": results["val"].loss if "val" in results else None,
-                "test_loss": results["test"].loss if "test" in results else None,
-            }
-            history.append(row)
-            val_acc = results["val"].accuracy if "val" in results else None
-            improved = val_acc is not None and val_acc > best_val
-            if improved and val_acc is not None:
-                best_val, since_best, best_epoch = val_acc, 0, epoch + 1
-            elif val_acc is not None:
-                since_best += 1
-            sums = _EpochState()
-            name = checkpoint_name(epoch + 1)
-            save(name, epoch, 0, row)
-            if improved:
-                point(ckpt_root, "best", name)
-            prune(ckpt_root)
-            write_metrics(run_dir, history)
-            plot_curves(history, run_dir / "curves.png", title=f"{config.model} on {data.name}")
-            table.row(row)
-            epoch, start_step = epoch + 1, 0
-            if caught() is not None:
-                raise Interrupted(caught() or signal.SIGINT, ckpt_root / name)
-            if on_epoch is not None and on_epoch(row) and epoch < config.epochs:
-                stopped = "stopped by the caller"
-                break
-            if config.early_stopping and since_best >= config.early_stopping and epoch < config.epochs:
-                stopped = "early stopping"
-                print(f"early stopping: no better validation accuracy for {since_best} epochs", file=out)
-                break
-    return _finish(config, run_dir, net, forward, data, eval_batches, history, best_epoch, stopped, out)
 
 
-def _finish(config: TrainConfig, run_dir: Path, net: ConvNet, forward: Callable[[Tensor], Tensor], data: Dataset,
-            eval_batches: dict[str, Batches], history: list[dict[str, Any]], best_epoch: int | None, stopped: str,
-            out: TextIO) -> RunResult:
+def _finish(config: TrainConfig, run_dir: Path, run: _Run, data: Dataset, saver: CheckpointSaver,
+            state: TrainingState, stopped: str, out: TextIO) -> RunResult:
     """Report the selected checkpoint (best by validation, else the last) on the evaluation split, with
     its confusion matrix and sample predictions."""
+    history, best_epoch, net, forward = state.history, state.best.epoch, run.net, run.forward
     selected_epoch = best_epoch or history[-1]["epoch"]
-    ckpt_root = run_dir / "checkpoints"
     if best_epoch is not None and best_epoch != history[-1]["epoch"]:
-        weights, _, _ = read_checkpoint(ckpt_root / "best", state=False)
-        net.load_state_dict(weights)
-    name = "test" if "test" in eval_batches else "val"
-    batches = eval_batches[name]
+        net.load_state_dict(saver.read_weights("best"))
+    name = "test" if "test" in run.eval_batches else "val"
+    batches = run.eval_batches[name]
     result = evaluate_batches(forward, net, batches, data.num_classes, config.amp, config.tta)
     plot_confusion(result.confusion, data.classes, run_dir / "confusion.png",
                    title=f"{config.model}, epoch {selected_epoch}, {name} accuracy {result.accuracy:.4f}")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convzoo.data import Split
+from convzoo.errors import ConvzooError
 
 __all__ = ["Augment", "Batches", "Preprocess", "derive_seed", "generator"]
 
@@ -70,7 +71,7 @@ def convert_channels(X: Tensor, channels: int) -> Tensor:
     if have == 3 and channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114], dtype=X.dtype, device=X.device).view(1, 3, 1, 1)
         return (X * weights).sum(dim=1, keepdim=True)
-    raise ValueError(f"cannot convert {have}-channel images to {channels} channels")
+    raise ConvzooError(f"cannot convert {have}-channel images to {channels} channels")
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,14 @@ pyplot state, no display needed) and written atomically."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+from convzoo.utils.atomic import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,9 +30,10 @@ def _figure(**kwargs: Any) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    """Write the figure as a PNG through the one atomic writer (the temporary name keeps ``.png``, which
+    tells ``savefig`` the format)."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "") -> None:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from convzoo.train.checkpoint import write_text_atomic
+from convzoo.utils.atomic import write_text_atomic
 
 __all__ = ["COLUMNS", "EpochTable", "Progress", "write_metrics"]
 

@@ -1,0 +1,55 @@
+"""The ``convzoo`` command line, at the edge of the package: nothing in the library imports it.
+
+One module per command (``models``, ``info``, ``summary``, ``params``, ``explain``, ``train``, ``eval``,
+``predict``, ``bench``, ``report``), each with ``register(sub)`` adding its parser and ``run(args)``
+doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`. Command
+modules import torch and the trainer inside ``run``, so ``convzoo --help`` imports neither on their
+account. Every exception ends at one boundary (:mod:`convzoo.cli._boundary`): a user error is one line
+and exit 2, a bug is a line naming a traceback file and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from convzoo.cli._boundary import guarded
+from convzoo.cli.args import Parser
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# the order of ``convzoo --help``
+COMMANDS = ("models", "info", "summary", "params", "explain", "train", "eval", "predict", "bench", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``convzoo`` parser with every command's subparser; the chosen one's ``run`` is ``args._run``."""
+    from convzoo._version import __version__
+
+    parser = Parser(prog="convzoo", description="The classic convolutional networks, LeNet to DenseNet.")
+    parser.add_argument("--version", action="version", version=f"convzoo {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on a bug, print the traceback instead of writing it to a file (or CONVZOO_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"convzoo.cli.{name}").register(sub)
+    return parser
+
+
+def _run(argv: Sequence[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    code: int = args._run(args)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``convzoo ARGV...`` (default: ``sys.argv[1:]``) and return its exit code: 0 done, 1 a bug in
+    convzoo (or ``explain``'s check failed), 2 a user error, 3 training diverged, 130/143 interrupted."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: _run(args), args)

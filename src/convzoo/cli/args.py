@@ -1,0 +1,112 @@
+"""What the commands share: the parser with one-line errors, the argument types, the ``--device`` option.
+
+One definition each, so that ``convzoo bench --batch-size 0`` and ``convzoo summary --depth 0`` refuse
+with the same words, and every command that takes ``--device`` takes the same values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import TYPE_CHECKING, NoReturn
+
+from convzoo.errors import OutOfMemory, UsageError
+
+if TYPE_CHECKING:
+    from convzoo.models import ConvNet
+
+__all__ = ["Parser", "Subcommands", "add_build_arguments", "add_device_argument", "build_model", "check_values",
+           "positive_float", "positive_int"]
+
+Subcommands = argparse._SubParsersAction  # what ``add_subparsers`` returns; each command's ``register`` takes it
+Options = argparse.ArgumentParser | argparse._ArgumentGroup  # what ``add_argument`` can be called on
+
+# the largest count a flag takes, far above any real size or class count: a classifier of MAX_COUNT classes
+# is still a size torch can compute (and fail to allocate, an out-of-memory error); 2**63 classes would reach
+# torch as an overflow (a TypeError, like a bug's)
+MAX_COUNT = 2**40
+# the most values one tensor built from flags may hold (4 TiB of float32, more than any machine's memory):
+# above it torch's size arithmetic overflows (a RuntimeError) before any allocation could fail
+MAX_VALUES = 2**40
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``convzoo summary: error: ... (see convzoo summary --help)``.
+
+    argparse prints usage and exits; this raises :class:`~convzoo.errors.UsageError` instead, so that the
+    error boundary prints it as every other user error.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.prog, message)
+
+
+def positive_int(text: str) -> int:
+    """A whole number from 1 to ``MAX_COUNT`` (sizes, counts, depths)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_COUNT}, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (seconds, minutes): ``inf`` would never end, ``nan`` compares false."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {value}")
+    return value
+
+
+def add_device_argument(parser: Options, default: str, *, note: str = "",
+                        override: bool = False) -> None:
+    """Add ``--device`` to ``parser`` (a parser or an argument group): the training configuration's
+    devices (auto: cuda, then mps, then cpu; ``convzoo.train.env.pick_device`` resolves them).
+
+    ``default`` is the command's own default, shown in the help, ``note`` what the device changes for
+    the command. With ``override`` the namespace gets no ``device`` unless the flag is given (``convzoo
+    train``: only the flags given override the recipe and the config file).
+    """
+    from convzoo.train.config import DEVICES
+
+    parser.add_argument("--device", choices=DEVICES, metavar="DEVICE",
+                        default=argparse.SUPPRESS if override else default,
+                        help=f"{', '.join(DEVICES[:-1])} or {DEVICES[-1]} (default: {default})"
+                             + (f"; {note}" if note else ""))
+
+
+def add_build_arguments(parser: Options) -> None:
+    """``--in-channels`` and ``--num-classes``: build the named model for other inputs or classes."""
+    parser.add_argument("--in-channels", type=positive_int, help="build the model for this many input channels")
+    parser.add_argument("--num-classes", type=positive_int, help="build the model for this many classes")
+
+
+def build_model(args: argparse.Namespace, in_channels: int | None) -> ConvNet:
+    """The model ``args.name``, for ``in_channels`` (None: its own) and ``args.num_classes`` (None: its own)."""
+    from convzoo.models import create_model
+
+    kwargs = {}
+    if in_channels is not None:
+        kwargs["in_channels"] = in_channels
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    return create_model(args.name, **kwargs)
+
+
+def check_values(shape: tuple[int, ...], flags: str) -> None:
+    """Refuse a tensor of ``shape`` (made from ``flags``) holding more than ``MAX_VALUES`` values, as the
+    out-of-memory error it would be, before torch is asked for it."""
+    values = math.prod(shape)
+    if values > MAX_VALUES:
+        size = " x ".join(map(str, shape))
+        raise OutOfMemory(f"not enough memory for a tensor of {size} = {values:.3g} values, more than any machine "
+                          f"holds; use a smaller {flags}")

@@ -1,0 +1,28 @@
+"""``convzoo eval RUN``: accuracy, top-5, per-class accuracy and the confusion matrix of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+from convzoo.cli.args import Subcommands, add_device_argument
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Subcommands) -> None:
+    from convzoo.train.config import TTAS
+
+    p = sub.add_parser("eval", help="accuracy, per-class accuracy, confusion matrix and top-5 of a checkpoint")
+    p.add_argument("checkpoint", metavar="RUN_DIR|CHECKPOINT")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--tta", choices=TTAS, help="test-time augmentation (default: the run's own)")
+    p.add_argument("--data-dir", help="folder holding the data set")
+    add_device_argument(p, default="auto")
+    p.set_defaults(_run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convzoo.train.inference import evaluate
+
+    print(evaluate(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device, tta=args.tta))
+    return 0

@@ -1,0 +1,98 @@
+"""``convzoo train``: train a zoo model; checkpoints, metrics and plots go to a run directory.
+
+Every ``TrainConfig`` field is a flag (``--batch-size``, ``--no-normalize``); only the flags given
+override the recipe and the config file. Exit codes: 0 done, 2 bad input, 3 diverged (the error boundary:
+``DivergenceError``), 130/143 interrupted by SIGINT/SIGTERM with the state saved (here: the run's
+``Interrupted``, with the command that resumes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from convzoo.cli.args import Subcommands, add_device_argument
+from convzoo.errors import ConvzooError
+
+__all__ = ["register", "run"]
+
+
+def _flag_type(hint: Any) -> Callable[[str], Any]:
+    """int, float or str for a field typed ``int``, ``float``, ``str`` or ``X | None``."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return {int: int, float: float}.get(hint, str)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` field (not those marked ``cli=False``), absent from the namespace unless
+    given; ``--device`` is the commands' shared definition."""
+    from convzoo.train.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("training configuration (defaults < --recipe < --config < these flags)")
+    for f in fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        if f.name == "device":
+            add_device_argument(group, default=str(f.default), override=True)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata["help"] + (f" (default: {f.default})" if f.default is not None else "")
+        if hints[f.name] is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(flag, type=_flag_type(hints[f.name]), choices=f.metadata.get("choices"),
+                               default=argparse.SUPPRESS, metavar=f.name.upper(), help=help_text)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from convzoo.train.config import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def register(sub: Subcommands) -> None:
+    from convzoo.train.config import RECIPES
+
+    p = sub.add_parser("train", help="train a zoo model (checkpoints, metrics, plots in a run directory)",
+                       description="Train a zoo model. Exit codes: 0 done, 2 bad input, 3 diverged (non-finite "
+                                   "loss), 130/143 interrupted by SIGINT/SIGTERM (state saved; --resume continues).")
+    p.add_argument("--config", metavar="FILE.toml", help="read the configuration from a TOML file")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe: d2l (per-model "
+                   "hyperparameters of d2l's train_ch6) or fast (our best CPU recipe)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    _add_config_flags(p)
+    p.set_defaults(_run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from convzoo.train import Interrupted, fit
+    from convzoo.train.config import load_config_file, resolve_config
+
+    file_values = load_config_file(args.config) if args.config else {}
+    overrides = _overrides(args)
+    if args.resume:
+        path = Path(args.resume) / "config.toml"
+        saved = load_config_file(path) if path.exists() else {}
+        if path.exists() and not {"model", "dataset"} <= saved.keys():  # else the defaults would fill the gaps
+            raise ConvzooError(f"{path} is incomplete (empty or cut short: was the run killed as it started?), so "
+                               f"the run's settings are unknown; delete {args.resume} and start the run again")
+        config = resolve_config(file_values={**saved, **file_values}, overrides=overrides)
+    else:
+        config = resolve_config(recipe=args.recipe, file_values=file_values, overrides=overrides)
+    try:
+        fit(config, resume=args.resume, progress=not args.quiet)
+    except Interrupted as stop:
+        print(f"convzoo: {stop}; continue with: convzoo train --resume {stop.checkpoint.parent.parent}",
+              file=sys.stderr)
+        return stop.exit_code
+    return 0
