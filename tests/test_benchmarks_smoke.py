@@ -17,6 +17,9 @@ from train_fixtures import SHARED_DATA, need_fashion, need_mnist
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
+# whole scripts in fresh processes: in `make test`, not in `make check`
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
 
 def run(script: str, *args: str, timeout: int = 300) -> str:
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
@@ -80,10 +83,16 @@ def test_shared_data_path_is_the_one_the_scripts_use():
 
 
 def test_startup(tmp_path):
-    out = run("startup.py", "--runs", "1", "--warmup", "0", "--json", str(tmp_path / "s.json"))
+    mnist = need_mnist()
+    out = run("startup.py", "--runs", "1", "--warmup", "0", "--json", str(tmp_path / "s.json"), "--data-dir",
+              str(mnist))
     assert 'python -c "import convzoo"' in out and "convzoo models" in out and "x torch" in out
-    assert out.count("PASS") + out.count("FAIL") == 2  # one verdict per goal
-    figures = json.loads((tmp_path / "s.json").read_text())["commands"]
+    assert out.count("PASS") + out.count("FAIL") == 3  # one verdict per goal: two ratios, the fixed cost
+    saved = json.loads((tmp_path / "s.json").read_text())
+    train = saved["train_fixed_cost"]
+    assert train["fixed_s"][0] == pytest.approx(train["whole_s"][0] - train["epoch_s"][0])
+    assert 0 < train["epoch_s"][0] < train["whole_s"][0] and train["torch_floor_s"][0] > 0
+    figures = saved["commands"]
     assert list(figures) == ['python -c "import torch"', 'python -c "import convzoo"', "convzoo --help",
                              "convzoo models"]
     assert figures['python -c "import torch"']["ratio"] == 1.0 and all(f["median_s"] > 0 for f in figures.values())

@@ -438,6 +438,8 @@ def test_real_mnist():
 
 
 @pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_real_cifar10_jpegs():
     archive = SHARED_DATA / "cifar10-jpg" / "train.tar.gz"
     if not archive.exists():

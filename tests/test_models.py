@@ -130,6 +130,9 @@ def test_pinned_input_sizes_match_the_architecture(name):
     assert info.default_input_size == (net.in_channels, net.default_size, net.default_size)
     assert info.default_kwargs["in_channels"] == net.in_channels
     assert info.input_range == probe_input_range(net)
+    with torch.device("meta"):  # the pinned range holds for any classes and channels (create_model relies on it)
+        other = create_model(name, num_classes=3, in_channels=2)
+    assert other.input_range() == info.input_range == probe_input_range(other)
 
 
 def test_parameters_registered_in_run_order(net):

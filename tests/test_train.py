@@ -341,6 +341,8 @@ def test_cli_train_eval_predict(toy, tmp_path, capsys):
 
 
 @pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_lenet_d2l_recipe_on_fashion_mnist(tmp_path):
     """d2l's sigmoid LeNet (lr 0.9, Xavier, plain SGD) leaves chance level slowly: after 2 epochs its test
     accuracy is 0.10-0.64 depending on the seed (median 0.54 over 17 seeds, in convzoo and in the reference
@@ -354,6 +356,8 @@ def test_lenet_d2l_recipe_on_fashion_mnist(tmp_path):
 
 
 @pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_simple_cnn_one_epoch_on_mnist(tmp_path):
     root = need_mnist()
     config = resolve_config(recipe="fast", overrides={"model": "simple_cnn", "dataset": "mnist", "epochs": 1,
@@ -362,6 +366,8 @@ def test_simple_cnn_one_epoch_on_mnist(tmp_path):
 
 
 @pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_simple_cnn_with_the_notes_hyperparameters(tmp_path):
     """Notes 001's own recipe (batch 64, SGD lr 0.01, momentum 0.5, normalised) reaches 0.962-0.970 after
     one epoch over seeds 0-4; 0.97 needs the fast recipe (above) or a second epoch."""

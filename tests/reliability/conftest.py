@@ -18,6 +18,15 @@ CATEGORIES = {"faults": ("faults injected", "survived"), "bad": ("bad inputs tri
 _CASES: dict[str, dict[str, list[int]]] = {category: {} for category in CATEGORIES}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The whole reliability suite (kill trials, fuzzing, hostile files: a few minutes) is ``slow``: it runs in
+    ``make test`` and CI, and ``make check`` leaves it out."""
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def record_counts() -> Callable[..., None]:
     """``record_counts("faults", "kill -9", tried, survived, lost=0)``."""

@@ -84,14 +84,20 @@ class ConvNet(nn.Module):
 
     # -- input checks ---------------------------------------------------------------------------
     def input_range(self) -> InputRange:
-        """The spatial sizes this model accepts, derived by probing a shape-only copy (once per
-        architecture and process: models printing alike share the result)."""
+        """The spatial sizes this model accepts: pinned in the registry for a model built by
+        ``create_model`` with its registered architecture, else derived by probing a shape-only copy (once
+        per architecture and process: models printing alike share the result)."""
         if self._input_range is None:
             key = (type(self).__module__, type(self).__qualname__, self.default_size, repr(self))
             if key not in _RANGES:
                 _RANGES[key] = probe_input_range(self)
             self._input_range = _RANGES[key]
         return self._input_range
+
+    def set_input_range(self, accepted: InputRange) -> None:
+        """Use ``accepted`` instead of probing: the registry passes the range pinned for the architecture
+        (the probe costs up to a second or two: the meta device's kernels import torch's compiler stack)."""
+        self._input_range = accepted
 
     def check_input(self, X: Tensor) -> None:
         """Raise ``InputShapeError`` naming the model, the size given, what it needs and how to fix it."""

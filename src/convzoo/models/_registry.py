@@ -188,7 +188,15 @@ def create_model(name: str, **kwargs: Any) -> ConvNet:
         raise ModelError(
             f"{name}: unknown argument(s) {', '.join(unknown)}; it takes {', '.join(accepted)}"
         )
-    return entry.builder(**kwargs)
+    net = entry.builder(**kwargs)
+    if set(kwargs) <= _RANGE_FREE:  # the architecture as registered: its pinned range holds, no probe needed
+        net.set_input_range(InputRange(entry.min_side, entry.max_side))
+    return net
+
+
+# builder arguments that leave the accepted spatial sizes alone: they change the first convolution's input
+# channels and the last layer's outputs only (tests/test_models.py probes both to check it)
+_RANGE_FREE = frozenset({"num_classes", "in_channels"})
 
 
 def default_kwargs(name: str) -> dict[str, Any]:

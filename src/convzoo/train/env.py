@@ -37,8 +37,17 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _distribution_version(name: str) -> str | None:
+    """An installed package's version from its metadata, without importing it (torchvision takes 1-2 s)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def environment(device: torch.device) -> dict[str, Any]:
-    import torchvision
 
     from convzoo._version import __version__
 
@@ -46,7 +55,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "convzoo": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _distribution_version("torchvision"),
         "git_revision": git_revision(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),

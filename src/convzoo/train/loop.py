@@ -354,6 +354,7 @@ class _Run:
     eval_batches: dict[str, Batches]  # "val" and/or "test"
     optimizer: torch.optim.Optimizer
     loss_fn: nn.Module
+    evaluated: tuple[int, dict[str, EvalResult]] | None = None  # the last epoch evaluated here, and its results
 
 
 def _build(config: TrainConfig, data: Dataset, val_split: Split | None, device: torch.device) -> _Run:
@@ -459,6 +460,7 @@ def _epoch_row(config: TrainConfig, run: _Run, state: TrainingState, num_classes
     the training seconds an interrupted process had already spent on it."""
     results = {name: evaluate_batches(run.forward, run.net, b, num_classes, config.amp, config.tta)
                for name, b in run.eval_batches.items()}
+    run.evaluated = (state.epoch + 1, results)
     elapsed = time.perf_counter() - t0 + before
     sums, steps = state.sums, len(run.train_batches)
     return {
@@ -486,7 +488,10 @@ def _finish(config: TrainConfig, run_dir: Path, run: _Run, data: Dataset, saver:
         net.load_state_dict(saver.read_weights("best"))
     name = "test" if "test" in run.eval_batches else "val"
     batches = run.eval_batches[name]
-    result = evaluate_batches(forward, net, batches, data.num_classes, config.amp, config.tta)
+    if run.evaluated is not None and run.evaluated[0] == selected_epoch and name in run.evaluated[1]:
+        result = run.evaluated[1][name]  # these weights were evaluated at the end of their epoch, in this process
+    else:
+        result = evaluate_batches(forward, net, batches, data.num_classes, config.amp, config.tta)
     plot_confusion(result.confusion, data.classes, run_dir / "confusion.png",
                    title=f"{config.model}, epoch {selected_epoch}, {name} accuracy {result.accuracy:.4f}")
     images, labels = batches.images[:32], batches.labels[:32]
