@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--data-dir", help=f"default: {SHARED} for mnist and cifar10, Debian's for fashion-mnist")
     parser.add_argument("--epochs", type=int, help="override the task's epochs (CI smoke runs)")
-    parser.add_argument("--train-limit", type=int, help="train on the first N images (CI smoke runs)")
+    parser.add_argument("--train-limit", type=int, help="train on N images, drawn per class (CI smoke runs)")
     parser.add_argument("--cold-cache", action="store_true", help="decode the data afresh inside the clock")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path, help="accuracy against time, one curve per run (PNG)")

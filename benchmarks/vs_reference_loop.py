@@ -126,7 +126,9 @@ def main() -> None:
     parser.add_argument("--model", default="lenet", help="a model with a d2l recipe (lenet, googlenet, ...)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3, help="runs per side (seeds 0..runs-1)")
-    parser.add_argument("--train-limit", type=int, default=0, help="train on the first N images only (0: all)")
+    parser.add_argument("--train-limit", type=int, default=0,
+                        help="train on N images only (0: all): convzoo draws them per class, the reference takes "
+                             "the first N")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the reference (d2l: 4)")
     parser.add_argument("--source", type=Path, default=DEBIAN, help="folder with the Fashion-MNIST IDX files")
     parser.add_argument("--json", type=Path, help="write the measurements here")

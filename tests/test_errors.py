@@ -164,10 +164,14 @@ def test_any_other_os_error_is_a_bug(exc, capsys, monkeypatch):
 
 
 def test_a_real_environment_error(tmp_path, capsys):
-    """``--out`` below a regular file: the OS's own NotADirectoryError, named and explained."""
+    """``--out`` below a regular file: the OS's own NotADirectoryError, named and explained. (The data is
+    there: it is loaded before the run directory is made.)"""
+    from train_fixtures import make_toy_mnist
+
     (tmp_path / "file").write_text("")
+    toy = make_toy_mnist(tmp_path / "toy", 64, 16)
     code, _, err = run(capsys, "train", "--out", str(tmp_path / "file" / "run"), "--dataset", "mnist",
-                       "--data-dir", str(tmp_path), "--quiet")
+                       "--data-dir", str(toy), "--model", "lenet", "--epochs", "1", "--quiet")
     assert code == 2 and str(tmp_path / "file") in one_line(err)
 
 

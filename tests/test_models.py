@@ -6,6 +6,7 @@ building the next, so one large model at a time is alive); tests about shapes on
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import fields
 
 import pytest
@@ -272,6 +273,13 @@ def test_unknown_model_lists_close_matches():
         create_model("resnet81")
 
 
+@pytest.mark.parametrize(("typed", "suggested"),
+                         [("LENET", "lenet"), ("ResNet18", "resnet18"), ("VGG11_BN", "vgg11_bn")])
+def test_suggestions_ignore_case(typed, suggested):
+    with pytest.raises(ModelError, match=rf"unknown model '{typed}'; did you mean {suggested}\b"):
+        create_model(typed)
+
+
 def test_unknown_argument_is_named():
     with pytest.raises(ModelError, match="unknown argument.*pretrained"):
         create_model("lenet", pretrained=True)
@@ -330,3 +338,103 @@ def test_scratch_bn_lenet_uses_the_hand_written_layer():
     assert sum(isinstance(m, BatchNorm) for m in net.modules()) == 4
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     assert net.state_dict().keys() == create_model("lenet_bn").state_dict().keys()
+
+
+# ---- tracing, FX and export (the input check is invisible to them) ---------------------------------------
+
+
+class _ScratchLeafTracer(torch.fx.Tracer):
+    """FX's tracer with the from-scratch batch norm as a leaf: its functional core validates shapes in Python
+    (it is the readable version, not a traceable one); every other module is traced through."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        from convzoo.scratch import BatchNorm
+
+        return isinstance(m, BatchNorm) or super().is_leaf_module(m, module_qualified_name)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fx_and_export_trace_the_layers_only(name):
+    """``torch.fx.symbolic_trace`` and ``torch.export.export`` (shapes only, on the meta device) give graphs
+    with the same output as the model, and no trace of the input check: a wrong-sized input then reaches the
+    layers, which is what a traced graph does."""
+    with torch.device("meta"):
+        net = create_model(name).eval()
+    X = small_input(name, batch=1, device="meta")
+    graph = torch.fx.GraphModule(net, _ScratchLeafTracer().trace(net))
+    assert graph(X).shape == (1, 10)
+    assert "check_input" not in graph.code and "input_range" not in graph.code
+    exported = torch.export.export(net, (X,))
+    assert exported.module()(X).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_jit_trace(name):
+    """``torch.jit.trace`` on a model as built (meta-built, then given uninitialised memory: the values do not
+    matter) with a batch of one smallest image: it runs without the probe, and the traced graph agrees."""
+    with torch.device("meta"):
+        net = create_model(name).eval()
+    net = net.to_empty(device="cpu")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.01, generator=torch.Generator().manual_seed(0))
+        for b in net.buffers():
+            b.fill_(1 if b.is_floating_point() else 0)  # running variances of one, no NaN
+    X = small_input(name, batch=1)
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(net, X, check_trace=False)
+        torch.testing.assert_close(traced(X), net(X))
+    ours = [w for w in caught if w.filename.endswith("_base.py")]  # a TracerWarning: the check was traced
+    assert not ours, [str(w.message) for w in ours]
+
+
+def test_tracing_skips_the_probe_of_an_unpinned_model():
+    """A model built outside the registry's pinned configuration probes its range lazily; under tracing
+    the probe must not run (before the fix it ran on the meta device inside ``torch.jit.trace``)."""
+    net = create_model("lenet_relu", conv_relu=True).eval()
+    assert net._input_range is None
+    X = torch.zeros(1, 1, 32, 32)
+    torch.jit.trace(net, X, check_trace=False)
+    torch.fx.symbolic_trace(net)
+    assert net._input_range is None  # no probe ran
+    with pytest.raises(InputShapeError, match="smaller than the minimum 32x32"):  # the eager check still works
+        net(torch.zeros(1, 1, 8, 8))
+
+
+# ---- model surgery (the input check follows the modules) ----------------------------------------------
+
+
+def test_replaced_head_and_stem_are_what_the_model_reports_and_checks():
+    net = create_model("lenet")
+    net.head[-1] = nn.Linear(84, 4)  # 4 classes
+    assert net.num_classes == 4
+    net.head = nn.Sequential(nn.Flatten(), nn.Linear(400, 3))  # a whole new head
+    assert net.num_classes == 3
+    net.features[0] = nn.Conv2d(3, 6, kernel_size=5)  # RGB in, and no padding: 32x32 now fits, 28x28 no more
+    assert net.in_channels == 3
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+    with pytest.raises(InputShapeError, match="lenet: input 28x28 is smaller than the minimum 32x32"):
+        net(torch.zeros(1, 3, 28, 28))
+    with pytest.raises(InputShapeError, match="expected 3 input channel"):
+        net(torch.zeros(1, 1, 32, 32))
+
+
+def test_nin_s_convolution_head_gives_the_classes():
+    with torch.device("meta"):
+        net = create_model("nin", num_classes=7)
+    assert net.num_classes == 7 and net.in_channels == 1
+
+
+def test_refresh_input_check_after_a_change_deep_inside():
+    """Replacing a layer deep inside ``features`` is not watched: ``refresh_input_check`` derives the sizes again."""
+    with torch.device("meta"):
+        net = create_model("vgg11_small").eval()
+    assert net.input_range().minimum == 32
+    net.features[4][4] = nn.Identity()  # one pooling fewer: 16x16 inputs now fit
+    X = torch.empty(1, 1, 16, 16, device="meta")
+    with pytest.raises(InputShapeError, match="smaller than the minimum 32x32"):  # stale until refreshed
+        net(X)
+    net.refresh_input_check()
+    assert net.input_range() == probe_input_range(net) and net.input_range().minimum == 16
+    assert net(X).shape == (1, 10)

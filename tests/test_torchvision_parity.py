@@ -93,8 +93,66 @@ def test_wrong_head_size_is_named_and_nothing_is_loaded():
 def test_missing_tensors_are_an_error():
     theirs = on_meta(lambda: torchvision.models.vgg11(weights=None)).state_dict()
     theirs.pop("classifier.6.bias")
-    with pytest.raises(WeightsError, match="21 tensors, the model has 22"):
+    with pytest.raises(WeightsError, match="lacks 1 of torchvision's 22 tensors \\('classifier.6.bias'\\)"):
         load_torchvision_weights(on_meta(lambda: create_model("vgg11", in_channels=3, num_classes=1000)), theirs)
+    renamed = {f"module.{k}": v for k, v in theirs.items()}  # paired by position: counted
+    with pytest.raises(WeightsError, match="21 tensors, the model has 22"):
+        load_torchvision_weights(on_meta(lambda: create_model("vgg11", in_channels=3, num_classes=1000)), renamed)
+
+
+def _assert_loaded(ours: nn.Module, theirs: nn.Module) -> None:
+    """Every tensor of ``ours`` equals torchvision's, position by position, counters included."""
+    pairs = zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "vgg11_bn"])
+def test_matched_by_name_in_any_order_and_without_counters(name):
+    """A state_dict in sorted order (safetensors') or without ``num_batches_tracked`` (which torch itself
+    loads) is matched by name; a missing counter becomes 0, as ``load_state_dict`` makes it."""
+    theirs = theirs_filled(name, seed=4)
+    state = theirs.state_dict()
+    shuffled = dict(sorted(state.items()))
+    assert list(shuffled) != list(state)  # the order does differ
+    ours = ours_unfilled(name, in_channels=3, num_classes=1000)
+    load_torchvision_weights(ours, shuffled)
+    _assert_loaded(ours, theirs)
+    without = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert len(without) < len(state)
+    theirs.load_state_dict(without)  # torch accepts it
+    ours = ours_unfilled(name, in_channels=3, num_classes=1000)
+    load_torchvision_weights(ours, dict(reversed(list(without.items()))))
+    _assert_loaded(ours, theirs)
+
+
+def test_loads_a_safetensors_file(tmp_path):
+    from safetensors.torch import save_file
+
+    theirs = theirs_filled("resnet18", seed=5)
+    path = tmp_path / "resnet18.safetensors"
+    save_file(theirs.state_dict(), str(path))
+    ours = ours_unfilled("resnet18", in_channels=3, num_classes=1000)
+    load_torchvision_weights(ours, path)
+    _assert_loaded(ours, theirs)
+
+
+def test_systematically_renamed_tensors_pair_by_position():
+    """``DataParallel``'s ``module.`` prefix renames every tensor: they pair by position, counters or not."""
+    theirs = theirs_filled("resnet18", seed=6)
+    prefixed = {f"module.{k}": v for k, v in theirs.state_dict().items()}
+    ours = ours_unfilled("resnet18", in_channels=3, num_classes=1000)
+    load_torchvision_weights(ours, prefixed)
+    _assert_loaded(ours, theirs)
+    ours = ours_unfilled("resnet18", in_channels=3, num_classes=1000)
+    load_torchvision_weights(ours, {k: v for k, v in prefixed.items() if not k.endswith("num_batches_tracked")})
+    _assert_loaded(ours, theirs)
+
+
+def test_a_name_match_still_uses_every_tensor():
+    theirs = on_meta(lambda: torchvision.models.resnet18(weights=None)).state_dict()
+    extra = {**theirs, "fc.extra": torch.zeros(1, device="meta")}
+    with pytest.raises(WeightsError, match="torchvision's 'fc.extra' does not pair with any tensor of resnet18"):
+        load_torchvision_weights(on_meta(lambda: create_model("resnet18", in_channels=3, num_classes=1000)), extra)
 
 
 def test_another_models_weights_do_not_pair():

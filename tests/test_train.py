@@ -309,7 +309,7 @@ def test_train_limit_that_leaves_out_classes_is_named(toy, tmp_path):
     out = io.StringIO()
     fit(toy_config(toy, tmp_path / "few", epochs=1, train_limit=4), progress=False, out=out)
     line = next(line for line in out.getvalue().splitlines() if line.startswith("warning:"))
-    assert "no image of class(es)" in line and "--train-limit 4 keeps the first images only" in line
+    assert "no image of class(es)" in line and "--train-limit 4 draws too few images to hold every class" in line
     out = io.StringIO()
     fit(toy_config(toy, tmp_path / "all", epochs=1, train_limit=300), progress=False, out=out)
     assert "warning:" not in out.getvalue()
@@ -375,3 +375,13 @@ def test_simple_cnn_with_the_notes_hyperparameters(tmp_path):
     config = TrainConfig(model="simple_cnn", dataset="mnist", data_dir=str(root.parent), epochs=1, batch_size=64,
                          optimizer="momentum", momentum=0.5, lr=0.01, out=str(tmp_path / "r"))
     assert fit(config, progress=False).history[-1]["test_acc"] > 0.955
+
+
+def test_early_stopping_stops_and_a_resumed_run_stays_stopped(toy, tmp_path):
+    """No better validation accuracy for ``early_stopping`` epochs ends the run; resuming it trains nothing."""
+    config = toy_config(toy, tmp_path / "early", epochs=6, val_split=0.2, early_stopping=1, lr=1e-9)
+    result = fit(config, progress=False)  # a learning rate of 1e-9 leaves the validation accuracy where it is
+    assert result.stopped == "early stopping" and len(result.history) == 2
+    resumed = fit(config, resume=tmp_path / "early", progress=False)
+    assert len(resumed.history) == 2 and resumed.history == result.history
+    assert resumed.stopped == "early stopping"

@@ -22,7 +22,7 @@ class RunError(ConvzooError):
 
 
 class DivergenceError(ConvzooError):
-    """Training produced a non-finite loss; the last good checkpoint is kept."""
+    """Training produced a non-finite loss; the message says which checkpoint, if any, is kept."""
 
 
 class ModelError(ConvzooError):

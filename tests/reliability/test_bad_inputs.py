@@ -171,7 +171,7 @@ def test_bad_image_folders(case, tmp_path, capsys, record_counts):
         if case != "no images":
             for i in range(2):
                 Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(root / c / f"{i}.png")
-    needle = {"no images": "no images found", "non-image file": "not a readable image",
+    needle = {"no images": "class folder without images", "non-image file": "not a readable image",
               "unreadable (ELOOP)": "cannot be read", "symlink loop": "symlink loop"}[case]
     if case == "non-image file":
         (root / "b" / "broken.png").write_text("not a png")

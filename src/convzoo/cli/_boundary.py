@@ -5,7 +5,9 @@
 - ``OSError`` the user can fix (disk full, quota, permissions, read-only file system, too many open files,
   a named file or folder that is missing or of the wrong kind): one line naming the file and the problem,
   exit 2. Any other ``OSError`` is a bug.
-- ``KeyboardInterrupt``: ``convzoo: interrupted``, exit 130.
+- ``KeyboardInterrupt``: ``convzoo: interrupted``, exit 130. The trainer's ``Interrupted`` (SIGINT or
+  SIGTERM caught inside a run, whose state it saved; ``convzoo report`` lets it through): its one line, which
+  names the checkpoint, exit 130 or 143.
 - ``BrokenPipeError`` on stdout (``convzoo models | head -1``): the reader has stopped reading, which is no
   error: exit 0 without a word, as ripgrep does.
 - Anything else is a bug in convzoo: one line saying so, with the exception, and the path of a file
@@ -157,6 +159,17 @@ def report_bug(err: BaseException, argv: Sequence[str]) -> int:
     return EXIT_BUG
 
 
+def _interrupted_run(err: BaseException) -> int | None:
+    """The exit code (128 + the signal's number) when ``err`` is the trainer's ``Interrupted``, else None.
+    Looked up among the loaded modules, not imported: with the trainer not loaded, no run was interrupted
+    (and the boundary stays free of torch)."""
+    loop = sys.modules.get("convzoo.train.loop")
+    if loop is not None and isinstance(err, loop.Interrupted):
+        code: int = err.exit_code
+        return code
+    return None
+
+
 def guarded(command: Callable[[], int], argv: Sequence[str]) -> int:
     """Run ``command`` (build the parser, parse ``argv``, run the chosen command) and return its exit code,
     or the code and one line on stderr for what it raised (the module docstring lists them)."""
@@ -177,6 +190,9 @@ def guarded(command: Callable[[], int], argv: Sequence[str]) -> int:
         _drop_stdout()
         return 0
     except Exception as raised:
+        if (signal_code := _interrupted_run(raised)) is not None:
+            print(one_line(f"convzoo: {raised}"), file=sys.stderr)
+            return signal_code
         error = as_out_of_memory(raised) or raised
         if isinstance(error, ConvzooError):
             prog = error.prog if isinstance(error, UsageError) else "convzoo"

@@ -7,7 +7,10 @@ with the same words, and every command that takes ``--device`` takes the same va
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from convzoo.errors import OutOfMemory, UsageError
@@ -39,6 +42,44 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self.prog, message)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's parse, refusing a value given to a flag (``--channels-last false``,
+        ``--compile=0``) with the flags to write instead; argparse would take ``false`` for a stray
+        argument and say only that it is unrecognised."""
+        tokens = list(sys.argv[1:] if args is None else args)
+        tokens = tokens[:tokens.index("--")] if "--" in tokens else tokens
+        flags = {option: action for action in self._actions if action.nargs == 0 for option in action.option_strings}
+        for token in tokens:
+            option, equals, value = token.partition("=")
+            if equals and option in flags:
+                self._refuse_value(flags[option], option, value)
+        parsed, extras = super().parse_known_args(args, namespace)
+        for before, token in itertools.pairwise(tokens):
+            # (a flag consumes nothing: a stray word or number after it was meant as its value; an unknown
+            # option after it is argparse's "unrecognized arguments")
+            if before in flags and token in extras and (not token.startswith("-") or _is_number(token)):
+                self._refuse_value(flags[before], before, token)
+        return parsed, extras
+
+    def _refuse_value(self, action: argparse.Action, option: str, value: str) -> NoReturn:
+        """The error for ``value`` given to the flag ``option``."""
+        if isinstance(action, argparse.BooleanOptionalAction):
+            on, off = action.option_strings[:2]
+            how = f"write {on} to turn it on or {off} to turn it off"
+        else:
+            how = f"write {option} alone"
+        raise UsageError(self.prog, f"{option} is a flag and takes no value, got {value!r}; {how}")
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``-1``, ``1e9``, ``nan``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def positive_int(text: str) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 from convzoo.cli.args import Subcommands, add_device_argument
 
@@ -24,5 +26,10 @@ def register(sub: Subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     from convzoo.train.inference import evaluate
 
-    print(evaluate(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device, tta=args.tta))
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", UserWarning)
+        report = evaluate(args.checkpoint, args.split, data_dir=args.data_dir, device=args.device, tta=args.tta)
+    for note in notes:  # e.g. a run too old to have recorded its data: said once, as a note
+        print(f"note: {note.message}", file=sys.stderr)
+    print(report)
     return 0

@@ -1,27 +1,93 @@
-"""``convzoo predict CHECKPOINT IMAGE...``: the top-k classes of each image file, with probabilities."""
+"""``convzoo predict CHECKPOINT IMAGE...``: the top-k classes of each image, with probabilities.
+
+An IMAGE is an image file, a folder (every image file under it, as an image folder is read) or a glob
+pattern (``'photos/*.jpg'``, quoted so that the shell leaves it; ``**`` descends into folders). An image that
+cannot be read is reported on stderr, one line each, and the rest are still predicted; the exit code is then
+2. ``--json`` prints one JSON list instead of the lines: ``{"image", "top": [{"class", "probability"}]}`` per
+image, ``{"image", "error"}`` for one that could not be read.
+"""
 
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+import sys
+from pathlib import Path
 
 from convzoo.cli.args import Subcommands, add_device_argument, positive_int
 
-__all__ = ["register", "run"]
+__all__ = ["expand_images", "register", "run"]
 
 
 def register(sub: Subcommands) -> None:
-    p = sub.add_parser("predict", help="top-k classes of image files")
+    p = sub.add_parser("predict", help="top-k classes of image files, folders or glob patterns")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="an image file, a folder of them, or a glob pattern")
     p.add_argument("--topk", type=positive_int, default=5)
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of a line per image")
     add_device_argument(p, default="cpu")
     p.set_defaults(_run=run)
 
 
+def expand_images(arguments: list[str]) -> list[tuple[str, str | None]]:
+    """``(image, error)`` pairs in the order given: a folder's image files (as :func:`walk_images` lists them),
+    a glob pattern's matches (sorted), a file as typed; ``error`` is the one-line reason an argument gave no
+    image (an empty folder, a pattern matching nothing), else None."""
+    from convzoo.data.images import IMAGE_EXTENSIONS, walk_images
+    from convzoo.errors import ConvzooError
+
+    found: list[tuple[str, str | None]] = []
+    for argument in arguments:
+        path = Path(argument)
+        if not path.exists() and any(c in argument for c in "*?["):
+            matches = sorted(glob.glob(argument, recursive=True))
+            if not matches:
+                found.append((argument, f"{argument}: no file matches this pattern"))
+            candidates = matches
+        else:
+            candidates = [argument]
+        for candidate in candidates:
+            if not Path(candidate).is_dir():
+                found.append((candidate, None))
+                continue
+            try:
+                files = walk_images(candidate)
+            except ConvzooError as err:
+                found.append((candidate, str(err)))
+                continue
+            if not files:
+                found.append((candidate, f"{candidate}: is a folder with no image files in it "
+                                         f"(by extension: {', '.join(IMAGE_EXTENSIONS)})"))
+            found += [(str(file), None) for file in files]
+    return found
+
+
 def run(args: argparse.Namespace) -> int:
-    from convzoo.train.inference import load
+    from convzoo.cli._boundary import one_line
+    from convzoo.errors import ConvzooError
+    from convzoo.train.inference import load, read_image
 
     ckpt = load(args.checkpoint, device=args.device)
-    for path, top in zip(args.images, ckpt.predict(args.images, topk=args.topk), strict=True):
-        print(f"{path}: " + ", ".join(f"{name} {prob:.3f}" for name, prob in top))
-    return 0
+    failed = 0
+    records: list[dict[str, object]] = []
+    for image, error in expand_images(args.images):
+        top = None
+        if error is None:
+            try:
+                X = read_image(image)  # C x H x W uint8
+            except ConvzooError as err:  # this image only: the others are still predicted
+                error = str(err)
+            else:
+                (top,) = ckpt.predict(X[None], topk=args.topk)
+        if top is None:
+            failed += 1
+            print(one_line(f"convzoo: error: {error}"), file=sys.stderr)
+            records.append({"image": image, "error": error})
+        elif args.json:
+            records.append({"image": image, "top": [{"class": name, "probability": prob} for name, prob in top]})
+        else:
+            print(f"{image}: " + ", ".join(f"{name} {prob:.3f}" for name, prob in top))
+    if args.json:
+        print(json.dumps(records, indent=2))
+    return 2 if failed else 0

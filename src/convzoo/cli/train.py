@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from convzoo.cli.args import Subcommands, add_device_argument
-from convzoo.errors import ConvzooError
+from convzoo.errors import ConvzooError, RunError
 
 __all__ = ["register", "run"]
 
 
-def _flag_type(hint: Any) -> Callable[[str], Any]:
-    """int, float or str for a field typed ``int``, ``float``, ``str`` or ``X | None``."""
+def _base_type(hint: Any) -> Any:
+    """``X`` for a field typed ``X`` or ``X | None``."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return {int: int, float: float}.get(hint, str)
+    return hint
+
+
+def _flag_type(hint: Any) -> Callable[[str], Any]:
+    """int, float or str for a field typed ``int``, ``float``, ``str`` or ``X | None``."""
+    return {int: int, float: float}.get(_base_type(hint), str)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +50,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata["help"] + (f" (default: {f.default})" if f.default is not None else "")
-        if hints[f.name] is bool:
+        if _base_type(hints[f.name]) is bool:  # a flag pair (--compile / --no-compile); for ``bool | None``
+            # neither flag leaves the field unset (--channels-last: auto)
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
             group.add_argument(flag, type=_flag_type(hints[f.name]), choices=f.metadata.get("choices"),
@@ -81,6 +87,13 @@ def run(args: argparse.Namespace) -> int:
     file_values = load_config_file(args.config) if args.config else {}
     overrides = _overrides(args)
     if args.resume:
+        if args.recipe:
+            raise RunError(f"--recipe does not apply to --resume: {args.resume} keeps the settings it started "
+                           "with; drop --recipe")
+        given_out = overrides.get("out", file_values.get("out"))
+        if given_out is not None and Path(given_out).resolve() != Path(args.resume).resolve():
+            raise RunError(f"--out {given_out} does not apply to --resume: the run continues in {args.resume}; "
+                           "drop --out (or start a new run there without --resume)")
         path = Path(args.resume) / "config.toml"
         saved = load_config_file(path) if path.exists() else {}
         if path.exists() and not {"model", "dataset"} <= saved.keys():  # else the defaults would fill the gaps

@@ -25,7 +25,9 @@ import torch
 from torch import Tensor
 
 from convzoo.data.formats import (
+    check_class_folders,
     check_labels,
+    list_classes,
     read_cifar_batch,
     read_cifar_meta,
     read_idx,
@@ -37,12 +39,12 @@ from convzoo.errors import DataError
 from convzoo.utils.atomic import atomic_path
 
 __all__ = [
-    "DATASETS", "DEBIAN_ROOT", "Dataset", "Split", "check_disjoint", "default_cache_dir", "load_dataset",
-    "split_train_val",
+    "DATASETS", "DEBIAN_ROOT", "Dataset", "Split", "check_disjoint", "default_cache_dir", "image_hashes",
+    "load_dataset", "resolve_dataset_name", "split_train_val", "stratified_subset", "subset",
 ]
 
 DEBIAN_ROOT = Path("/usr/share/datasets")
-_CACHE_FORMAT = 2  # bump when the decoded cache's layout or key changes (2: shared walker, decoder version)
+_CACHE_FORMAT = 3  # bump when the decoded cache's layout or key changes (3: per-image content hashes)
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
@@ -55,8 +57,9 @@ class Split:
 
     ``files`` are the resolved source paths it was read from; ``indices`` its positions among them when it
     is a carved subset (a validation split), None when it is all of them; ``digest`` the SHA-256 of its
-    pixels and labels ("" for subsets). Together they let :func:`check_disjoint` refuse to evaluate on
-    the training images.
+    pixels and labels ("" for subsets); ``hashes`` int64 ``N``, each image's pixels hashed
+    (:func:`image_hashes`; None: not computed yet). Together they let :func:`check_disjoint` refuse to
+    evaluate on the training images.
     """
 
     images: Tensor
@@ -64,6 +67,7 @@ class Split:
     files: tuple[str, ...] = ()
     digest: str = ""
     indices: Tensor | None = None
+    hashes: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -220,8 +224,12 @@ def _image_folder_found(path: Path, cache_dir: Path) -> _Found:
 
 def _image_files(root: Path) -> list[Path]:
     """Every image file under root, for the cache key: listed by the walker that reading uses, so a file in
-    a symlinked class folder is in the key as it is in the data."""
-    return walk_images(root)
+    a symlinked class folder is in the key as it is in the data. The class folders are checked here too
+    (none empty, none an alias of another), so a cached load refuses what a fresh decode would."""
+    files = walk_images(root)
+    for folder in (f for f in _split_folders(root) if f is not None):
+        check_class_folders(folder, list_classes(folder), files)
+    return files
 
 
 def _split_folders(root: Path) -> tuple[Path, Path | None]:
@@ -325,15 +333,25 @@ def _download(spec: _Spec, cache_dir: Path) -> None:
                         "get the files another way and pass --data-dir DIR") from None
 
 
+def resolve_dataset_name(name: str) -> str:
+    """``name`` as a run stores it: ``imagefolder:PATH`` with PATH made absolute (``~`` expanded, against the
+    current folder), so the run's data is found again from any folder (``convzoo eval``); other names, and
+    an empty PATH (refused by :func:`load_dataset`), unchanged."""
+    if not name.startswith("imagefolder:") or not name.split(":", 1)[1].strip():
+        return name
+    return "imagefolder:" + os.path.abspath(os.path.expanduser(name.split(":", 1)[1]))
+
+
 def load_dataset(name: str, *, data_dir: str | os.PathLike[str] | None = None, download: bool = False,
                  cache_dir: str | os.PathLike[str] | None = None) -> Dataset:
     """``mnist``, ``fashion-mnist``, ``cifar10`` or ``imagefolder:PATH`` (a folder of class folders, or of
     ``train/`` and ``test/`` each holding class folders; or a ``.tar.gz`` of one), in memory."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if name.startswith("imagefolder:"):
-        path = Path(name.split(":", 1)[1]).expanduser()
-        if not str(path):
-            raise DataError("imagefolder:PATH needs a path, e.g. imagefolder:./flowers")
+        typed = name.split(":", 1)[1]
+        if not typed.strip():  # Path("") is ".": the current folder would be scanned
+            raise DataError("imagefolder:PATH needs a path, e.g. imagefolder:./flowers; got an empty one")
+        path = Path(typed).expanduser()
         return _load(name, _image_folder_found(path, cache), cache)
     spec = DATASETS.get(name)
     if spec is None:
@@ -357,10 +375,11 @@ def _load(name: str, found: _Found, cache_dir: Path) -> Dataset:
     data = _read_cache(path, name, found)
     if data is None:
         d = found.decode()
-        train = Split(d.X, d.y, d.train_files, _digest(d.X, d.y))
+        train = Split(d.X, d.y, d.train_files, _digest(d.X, d.y), hashes=image_hashes(d.X))
         test = None
         if d.X_test is not None and d.y_test is not None:
-            test = Split(d.X_test, d.y_test, d.test_files, _digest(d.X_test, d.y_test))
+            test = Split(d.X_test, d.y_test, d.test_files, _digest(d.X_test, d.y_test),
+                         hashes=image_hashes(d.X_test))
         mean, std = _channel_stats(d.X)
         data = Dataset(name, d.classes or _CLASSES[name], train, test, mean, std, found.where)
         _write_cache(path, data)
@@ -387,6 +406,17 @@ def _digest(X: Tensor, y: Tensor) -> str:
     h.update(X.contiguous().numpy().data)
     h.update(y.contiguous().numpy().data)
     return h.hexdigest()
+
+
+def image_hashes(X: Tensor) -> Tensor:
+    """Each image's pixels hashed (64-bit BLAKE2b of its bytes) as int64 ``N``: equal pixels, equal hash.
+
+    Computed once per decode and kept in the decoded cache; 60,000 MNIST images take about 0.14 s, 50,000
+    CIFAR-10 images 0.3 s (2 cores). 64 bits make a chance collision among 10^5 images a 1-in-10^9 event.
+    """
+    rows = X.flatten(1).contiguous().numpy()  # N x (C * H * W) uint8, one row per image
+    digests = b"".join(hashlib.blake2b(row, digest_size=8).digest() for row in rows)
+    return torch.frombuffer(bytearray(digests), dtype=torch.int64) if digests else torch.empty(0, dtype=torch.int64)
 
 
 def _channel_stats(X: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -418,11 +448,11 @@ def _read_cache(path: Path, name: str, found: _Found) -> Dataset | None:
         tensors = load_file(str(path))
         info = json.loads(meta["convzoo"])
         train = Split(tensors["train_images"], tensors["train_labels"], tuple(info["train_files"]),
-                      info["train_digest"])
+                      info["train_digest"], hashes=tensors["train_hashes"])
         test = None
         if "test_images" in tensors:
             test = Split(tensors["test_images"], tensors["test_labels"], tuple(info["test_files"]),
-                         info["test_digest"])
+                         info["test_digest"], hashes=tensors["test_hashes"])
         return Dataset(name, tuple(info["classes"]), train, test, tuple(info["mean"]), tuple(info["std"]),
                        found.where)
     except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as err:
@@ -434,9 +464,11 @@ def _write_cache(path: Path, data: Dataset) -> None:
     """Best effort: a read-only or full cache only costs decoding again next time."""
     from safetensors.torch import save_file
 
-    tensors = {"train_images": data.train.images, "train_labels": data.train.labels}
+    tensors = {"train_images": data.train.images, "train_labels": data.train.labels,
+               "train_hashes": _hashes(data.train)}
     if data.test is not None:
-        tensors |= {"test_images": data.test.images, "test_labels": data.test.labels}
+        tensors |= {"test_images": data.test.images, "test_labels": data.test.labels,
+                    "test_hashes": _hashes(data.test)}
     info = {"classes": list(data.classes), "mean": list(data.mean), "std": list(data.std),
             "train_files": list(data.train.files), "test_files": list(data.test.files) if data.test else [],
             "train_digest": data.train.digest, "test_digest": data.test.digest if data.test is not None else ""}
@@ -460,16 +492,19 @@ def split_train_val(split: Split, val_fraction: float, seed: int = 0) -> tuple[S
                         "fraction that keeps images on both sides")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     base = split.indices if split.indices is not None else None
+    hashes = _hashes(split)
     parts = []
     for index in (order[n_val:].sort().values, order[:n_val].sort().values):
         parts.append(Split(split.images[index], split.labels[index], split.files,
-                           indices=base[index] if base is not None else index))
+                           indices=base[index] if base is not None else index, hashes=hashes[index]))
     return parts[0], parts[1]
 
 
 def check_disjoint(train: Split, *others: Split) -> None:
     """Refuse evaluation splits that are (part of) the training images: the same source files with
-    overlapping positions, or the same pixels and labels under another name (notes 004 tested on train)."""
+    overlapping positions, the same pixels and labels under another name (notes 004 tested on train), or
+    any single image whose pixels are also in the training split (a copy, or the same file in two
+    folders), naming the first few by their positions in each split."""
     for other in others:
         if train.digest and train.digest == other.digest:
             raise DataError("the evaluation split holds exactly the training images (same pixels and labels); "
@@ -479,6 +514,25 @@ def check_disjoint(train: Split, *others: Split) -> None:
                 raise DataError(f"the evaluation split is read from the training files "
                                 f"({', '.join(sorted(set(train.files) & set(other.files))[:2])}) and shares images "
                                 "with it; use a separate test split or hold out --val-split")
+        _check_no_shared_pixels(train, other)
+
+
+def _hashes(split: Split) -> Tensor:
+    """The split's per-image hashes, computed now if it was built without them."""
+    return split.hashes if split.hashes is not None else image_hashes(split.images)
+
+
+def _check_no_shared_pixels(train: Split, other: Split) -> None:
+    """Refuse when any image of ``other`` has the pixels of a training image (by :func:`image_hashes`)."""
+    train_hashes, other_hashes = _hashes(train), _hashes(other)
+    shared = torch.isin(other_hashes, train_hashes).nonzero().flatten()  # positions in other
+    if not len(shared):
+        return
+    position = {h: i for i, h in enumerate(train_hashes.tolist())}
+    pairs = ", ".join(f"#{int(i)} = training #{position[int(other_hashes[i])]}" for i in shared[:3])
+    raise DataError(f"{len(shared)} of the {len(other)} evaluation images have the pixels of a training image "
+                    f"(evaluation {pairs}{', ...' if len(shared) > 3 else ''}, positions from 0); "
+                    "remove the duplicates from one side, the accuracy would count images seen in training")
 
 
 def _overlap(a: Tensor, b: Tensor) -> bool:
@@ -486,7 +540,29 @@ def _overlap(a: Tensor, b: Tensor) -> bool:
 
 
 def subset(split: Split, index: Tensor) -> Split:
-    """The images at ``index`` (e.g. the first N of a training split for a quick run)."""
+    """The images at ``index`` (e.g. the draw of :func:`stratified_subset` for a quick run)."""
     base = split.indices if split.indices is not None else None
     return replace(split, images=split.images[index], labels=split.labels[index], digest="",
-                   indices=base[index] if base is not None else index)
+                   indices=base[index] if base is not None else index, hashes=_hashes(split)[index])
+
+
+def stratified_subset(split: Split, n: int, seed: int) -> Split:
+    """``n`` images of ``split`` drawn at random per class, each class in proportion to its share
+    (``--train-limit``): the first N of a split ordered by class (an image folder) would hold only its
+    first classes. Quotas are floors of ``n * share``, the images left over going to the largest
+    remainders (ties: the lower class); the same seed draws the same images, kept in their original
+    order. A class whose quota rounds to 0 is left out, so ``n`` below the class count leaves some out."""
+    if n >= len(split):
+        return split
+    classes, counts = split.labels.unique(return_counts=True)  # K each
+    quota = counts.double() * n / len(split)
+    take = quota.floor().long()
+    leftover = n - int(take.sum())
+    by_remainder = torch.sort(quota - take, descending=True, stable=True).indices
+    take[by_remainder[:leftover]] += 1
+    g = torch.Generator().manual_seed(seed)
+    picked = []
+    for c, k in zip(classes.tolist(), take.tolist(), strict=True):
+        members = (split.labels == c).nonzero().flatten()
+        picked.append(members[torch.randperm(len(members), generator=g)[:k]])
+    return subset(split, torch.cat(picked).sort().values)

@@ -31,7 +31,8 @@ from torch import Tensor
 from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, walk_images
 from convzoo.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "read_cifar_batch", "read_idx", "read_image_folder", "safe_extract"]
+__all__ = ["IMAGE_EXTENSIONS", "check_class_folders", "list_classes", "read_cifar_batch", "read_idx",
+           "read_image_folder", "safe_extract"]
 
 _IDX_UBYTE = 0x08
 
@@ -167,7 +168,24 @@ def list_classes(root: Path) -> tuple[str, ...]:
         raise DataError(f"{root}: permission denied; make it readable (chmod a+rx)") from None
     if not classes:
         raise DataError(f"{root}: no class folders; expected {root}/<class>/<image>.png (one folder per class)")
+    seen: dict[tuple[int, int], str] = {}
+    for name in classes:  # a class folder that is a link to another would put its images in two classes
+        st = os.stat(root / name)
+        other = seen.setdefault((st.st_dev, st.st_ino), name)
+        if other != name:
+            raise DataError(f"{root / other} and {root / name} are the same folder (one is a symlink to "
+                            f"{os.path.realpath(root / name)}); its images would be two classes: remove the link")
     return classes
+
+
+def check_class_folders(root: Path, classes: tuple[str, ...], files: list[Path]) -> None:
+    """Refuse a class folder of ``root`` that holds no image among ``files`` (as torchvision's
+    ``ImageFolder`` refuses it): a class without images could never be learned, only mispredicted."""
+    holding = {f.relative_to(root).parts[0] for f in files if f.is_relative_to(root)}
+    for name in classes:
+        if name not in holding and (root / name).is_dir():
+            raise DataError(f"{root / name}: class folder without images (looked for "
+                            f"{', '.join(IMAGE_EXTENSIONS)}); add images to it or remove it")
 
 
 def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tuple[Tensor, Tensor, tuple[str, ...]]:
@@ -189,6 +207,7 @@ def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tup
     for label, name in enumerate(classes):
         if name in found:
             files = walk_images(root / name)
+            check_class_folders(root, (name,), files)
             paths += files
             labels += [label] * len(files)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow decodes without holding the GIL

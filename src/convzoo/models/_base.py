@@ -7,12 +7,21 @@ so a wrong channel count or a too-small image is a clear ``InputShapeError`` (a 
 any layer runs.
 
 The accepted input sizes are derived from the architecture itself: the network is rebuilt on the
-``meta`` device (shapes only, no memory, no arithmetic) and probed with candidate sizes.
+``meta`` device (shapes only, no memory, no arithmetic) and probed with candidate sizes. The check is left
+out while ``torch.jit.trace``, ``torch.fx`` symbolic tracing, ``torch.compile`` or ``torch.export`` runs the
+forward, so their graphs hold the layers only.
+
+Model surgery: ``in_channels`` and ``num_classes`` are read from the current modules (the first convolution
+of ``features``, the last linear or convolution layer of ``head``), so they stay true after
+``net.head = ...`` or ``net.features[0] = ...``. The accepted sizes are derived again on the next forward
+after ``features``, ``head``, the first convolution or the head's last layer is replaced; after any other
+change of the architecture (a layer deep inside ``features``), call ``net.refresh_input_check()``.
 """
 
 from __future__ import annotations
 
 import copy
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -63,10 +72,57 @@ class ConvNet(nn.Module):
     def __init__(self, *, model_name: str, in_channels: int, num_classes: int, default_size: int) -> None:
         super().__init__()
         self.model_name = model_name
-        self.in_channels = check_positive_int(in_channels, f"{model_name}: in_channels")
-        self.num_classes = check_positive_int(num_classes, f"{model_name}: num_classes")
+        self._in_channels = check_positive_int(in_channels, f"{model_name}: in_channels")  # as built
+        self._num_classes = check_positive_int(num_classes, f"{model_name}: num_classes")
         self.default_size = check_positive_int(default_size, f"{model_name}: default input size")
         self._input_range: InputRange | None = None
+        self._range_key: tuple[weakref.ref[nn.Module] | None, ...] | None = None  # the modules it was found for
+
+    # -- what the current modules take and give ------------------------------------------------------
+    def _stem(self) -> nn.Conv2d | None:
+        """The first convolution of ``features`` (the layer that reads the image), if there is one yet."""
+        features = self._modules.get("features")
+        return next((m for m in features.modules() if isinstance(m, nn.Conv2d)), None) if features else None
+
+    def _last_layer(self) -> nn.Linear | nn.Conv2d | None:
+        """The last linear or convolution layer of ``head`` (the one giving the logits), if there is one yet."""
+        head = self._modules.get("head")
+        layers = [m for m in head.modules() if isinstance(m, nn.Linear | nn.Conv2d)] if head else []
+        return layers[-1] if layers else None
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels: those of the first convolution as it is now (the built value before there is one)."""
+        stem = self._stem()
+        return stem.in_channels if stem is not None and stem.in_channels > 0 else self._in_channels
+
+    @property
+    def num_classes(self) -> int:
+        """Classes: the outputs of the head's last layer as it is now (the built value before there is one)."""
+        last = self._last_layer()
+        if isinstance(last, nn.Linear) and last.out_features > 0:
+            return last.out_features
+        return last.out_channels if isinstance(last, nn.Conv2d) else self._num_classes
+
+    def _watched(self) -> tuple[nn.Module | None, ...]:
+        """The modules surgery replaces: ``features``, ``head``, the stem, the head's last layer."""
+        return self._modules.get("features"), self._modules.get("head"), self._stem(), self._last_layer()
+
+    def _remember_modules(self) -> None:
+        """Note which modules the accepted range holds for (weak references: a replaced module is not kept)."""
+        self._range_key = tuple(None if m is None else weakref.ref(m) for m in self._watched())
+
+    def _modules_replaced(self) -> bool:
+        if self._range_key is None:
+            return False
+        return any((None if ref is None else ref()) is not m for ref, m in zip(self._range_key, self._watched(),
+                                                                              strict=True))
+
+    def refresh_input_check(self) -> None:
+        """Forget the accepted input sizes: the next forward derives them again from the modules as they are.
+        Needed only after replacing a layer other than those ``_watched`` lists (module docstring)."""
+        self._input_range = None
+        self._range_key = None
 
     # -- the timm split -------------------------------------------------------------------------
     def forward_features(self, X: Tensor) -> Tensor:
@@ -78,7 +134,7 @@ class ConvNet(nn.Module):
         return self.head(X)
 
     def forward(self, X: Tensor) -> Tensor:
-        if not torch.compiler.is_compiling():
+        if not _tracing(X):
             self.check_input(X)
         return self.forward_head(self.forward_features(X))
 
@@ -87,17 +143,25 @@ class ConvNet(nn.Module):
         """The spatial sizes this model accepts: pinned in the registry for a model built by
         ``create_model`` with its registered architecture, else derived by probing a shape-only copy (once
         per architecture and process: models printing alike share the result)."""
+        if self._modules_replaced():  # surgery since the range was found
+            self.refresh_input_check()
         if self._input_range is None:
-            key = (type(self).__module__, type(self).__qualname__, self.default_size, repr(self))
+            key = self._architecture()
             if key not in _RANGES:
                 _RANGES[key] = probe_input_range(self)
             self._input_range = _RANGES[key]
+            self._remember_modules()
         return self._input_range
+
+    def _architecture(self) -> tuple[str, str, int, str]:
+        return type(self).__module__, type(self).__qualname__, self.default_size, repr(self)
 
     def set_input_range(self, accepted: InputRange) -> None:
         """Use ``accepted`` instead of probing: the registry passes the range pinned for the architecture
         (the probe costs up to a second or two: the meta device's kernels import torch's compiler stack)."""
         self._input_range = accepted
+        self._remember_modules()
+        _RANGES.setdefault(self._architecture(), accepted)  # a deep copy (whose modules are new) finds it here
 
     def check_input(self, X: Tensor) -> None:
         """Raise ``InputShapeError`` naming the model, the size given, what it needs and how to fix it."""
@@ -133,6 +197,15 @@ class ConvNet(nn.Module):
 _RANGES: dict[tuple[str, str, int, str], InputRange] = {}
 
 
+def _tracing(X: object) -> bool:
+    """True while ``torch.jit.trace``, ``torch.fx`` symbolic tracing, ``torch.compile`` or ``torch.export``
+    runs the forward: the input check is Python control flow on shapes (FX cannot branch on a ``Proxy``,
+    the JIT would bake the branch into the graph with a warning) and its probe must not run inside a trace,
+    so traced, exported and compiled graphs hold the layers only."""
+    return (isinstance(X, torch.fx.Proxy) or torch.jit.is_tracing() or torch.compiler.is_compiling()
+            or torch.compiler.is_exporting())
+
+
 def _shape_only_copy(net: ConvNet) -> ConvNet:
     """A copy of ``net`` whose parameters and buffers live on the meta device (no data copied)."""
     memo: dict[int, object] = {}
@@ -152,7 +225,8 @@ def probe_input_range(net: ConvNet) -> InputRange:
 
     Output sizes of convolutions and poolings never shrink as the input grows, so the valid sides form
     an interval: binary search its lower end below the default size and, if a side four times the
-    default fails (a flattened classifier), its upper end above it.
+    default fails (a flattened classifier), its upper end above it. After surgery the default may no longer
+    fit: the search then starts from the fitting side nearest to it.
     """
     twin = _shape_only_copy(net).eval()  # evaluation mode: batch norm takes a batch of one
 
@@ -166,16 +240,19 @@ def probe_input_range(net: ConvNet) -> InputRange:
         return True
 
     default = net.default_size
-    if not fits(default):
-        raise RuntimeError(f"{net.model_name}: its own default input size {default} does not fit")
-    lo, hi = 1, default  # smallest fitting side lies in [lo, hi]
+    # a side that fits: the default, or after surgery (a stem without padding, say) the nearest one that does
+    nearest = sorted(range(1, 4 * default + 1), key=lambda side: (abs(side - default), side))
+    anchor = next((side for side in nearest if fits(side)), None)
+    if anchor is None:
+        raise RuntimeError(f"{net.model_name}: no input side from 1 to {4 * default} fits the architecture")
+    lo, hi = 1, anchor  # smallest fitting side lies in [lo, hi]
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
     minimum = lo
-    if fits(4 * default):
+    if fits(4 * max(default, anchor)):
         return InputRange(minimum, None)
-    lo, hi = default, 4 * default  # largest fitting side lies in [lo, hi)
+    lo, hi = anchor, 4 * max(default, anchor)  # largest fitting side lies in [lo, hi)
     while lo + 1 < hi:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)

@@ -173,7 +173,8 @@ def d2l_models() -> list[str]:
 
 def _entry(name: str) -> _Entry:
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=4, cutoff=0.5)
+        # compared in lower case: ``LENET`` or ``ResNet18`` suggest the name they spell (names are lower case)
+        close = difflib.get_close_matches(str(name).lower(), list(_MODELS), n=4, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"unknown model {name!r}{hint} (`convzoo models` lists all {len(_MODELS)})")
     return _MODELS[name]

@@ -2,14 +2,25 @@
 
 Values are resolved in this order, each overriding the last: the defaults below, a recipe
 (``--recipe d2l`` or ``--recipe fast``), a TOML file (``--config FILE.toml``), command-line flags.
+
+Every value, wherever it came from, is checked against the field's own type hint
+(:meth:`TrainConfig.validate`), then against its range:
+- ``bool`` takes ``true`` or ``false`` only (TOML's, unquoted): not ``"false"``, ``"yes"`` or ``0``;
+- ``int`` takes a whole number only: ``epochs = 1.0`` is refused, as ``--epochs 1.0`` is, since a count
+  written as a float is more often a slip than a count;
+- ``float`` takes any number, a whole one too (``lr = 1`` is 1.0);
+- ``str`` a string, ``dict`` a TOML table; ``X | None`` also takes None (in TOML: the key left out).
+Whole numbers stop at TOML's largest integer (2**63 - 1), so that ``config.toml`` can hold every value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 import os
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -33,6 +44,16 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTS = ("none", "flip", "crop", "crop-flip")
 TTAS = ("none", "flip")
 
+# ranges beyond which a value is a mistake rather than a setting
+MAX_INT = 2**63 - 1  # TOML's largest integer: config.toml must be able to hold the value
+MAX_LR = 100.0  # far above any learning rate that trains; 1e308 overflowed torch's float32 parameters
+MAX_SIDE = 4096  # pixels, for --resize and --crop-padding: 16x ImageNet's 256, far beyond any zoo model's input
+MAX_WEIGHT_DECAY = 1.0  # an L2 penalty of 1 already outweighs any loss; typical values are 1e-5 to 5e-2
+
+# what each field type takes, as the error message says it
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+               dict: "a table of values"}
+
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, **meta: Any) -> Any:
     """A config field with its command-line help (and choices) kept beside it."""
@@ -54,8 +75,8 @@ class TrainConfig:
                                 run=False)
     download: bool = _opt(False, "download through torchvision (checksums verified) if the data is absent",
                           run=False)
-    train_limit: int = _opt(0, "train on the first N images of the training split only (0: all); for quick "
-                                "experiments and benchmarks")
+    train_limit: int = _opt(0, "train on N images of the training split only, drawn per class in "
+                                "proportion from the seed (0: all); for quick experiments and benchmarks")
     # input pipeline, applied to whole batches on the training device
     resize: int | None = _opt(None, "resize images to this side in pixels (default: the data set's size)")
     normalize: bool = _opt(True, "subtract the training split's channel means, divide by its stds")
@@ -99,47 +120,88 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ConvzooError`` naming the first bad value and what it must be."""
+        """Raise ``ConvzooError`` naming the first bad value and what it must be: first its type, read from
+        the field's type hint (the same check for flags, TOML files and Python callers), then its range.
+        A whole number given for a ``float`` field becomes a float."""
+        for f in fields(self):
+            setattr(self, f.name, _typed(f, getattr(self, f.name)))
 
         def bad(name: str, value: Any, must: str) -> ConvzooError:
             return ConvzooError(f"--{name.replace('_', '-')} must be {must}, got {value!r}")
+
+        def whole(name: str, lo: int, hi: int = MAX_INT) -> None:
+            value = getattr(self, name)
+            if value is not None and not lo <= value <= hi:
+                upper = "2**63 - 1 (TOML's largest integer)" if hi == MAX_INT else str(hi)
+                raise bad(name, value, f"a whole number >= {lo}" if value < lo else f"a whole number from {lo} "
+                                                                                      f"to {upper}")
 
         for f in fields(self):
             value, choices = getattr(self, f.name), f.metadata.get("choices")
             if choices and value not in choices:
                 raise bad(f.name, value, "one of " + ", ".join(choices))
-        if isinstance(self.train_limit, bool) or not isinstance(self.train_limit, int) or self.train_limit < 0:
-            raise bad("train_limit", self.train_limit, "a whole number >= 0")
+        for name in ("train_limit", "seed", "val_seed", "early_stopping"):
+            whole(name, 0)
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(name, value, "a whole number >= 1")
-        if self.resize is not None and (isinstance(self.resize, bool) or not isinstance(self.resize, int)
-                                        or self.resize < 1):
-            raise bad("resize", self.resize, "a whole number >= 1")
-        if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or self.crop_padding < 0:
-            raise bad("crop_padding", self.crop_padding, "a whole number >= 0")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise bad("lr", self.lr, "a number > 0")
+            whole(name, 1)
+        whole("resize", 1, MAX_SIDE)
+        whole("crop_padding", 0, MAX_SIDE)
+        if not 0 < self.lr <= MAX_LR:  # (NaN fails every comparison)
+            raise bad("lr", self.lr, f"a number > 0 and at most {MAX_LR:g}")
         for name, lo, hi in (("momentum", 0.0, 1.0), ("label_smoothing", 0.0, 1.0), ("val_split", 0.0, 1.0)):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and lo <= value < hi):
+            if not lo <= value < hi:
                 raise bad(name, value, f"a number in [{lo:g}, {hi:g})")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            raise bad("weight_decay", self.weight_decay, "a number >= 0")
-        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
+        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
+            raise bad("weight_decay", self.weight_decay, f"a number in [0, {MAX_WEIGHT_DECAY:g}]")
+        if not 0 <= self.warmup_epochs <= self.epochs:
             raise bad("warmup_epochs", self.warmup_epochs, f"a number in [0, epochs={self.epochs}]")
-        if isinstance(self.early_stopping, bool) or not isinstance(self.early_stopping, int) or self.early_stopping < 0:
-            raise bad("early_stopping", self.early_stopping, "a whole number >= 0")
         if self.early_stopping and not self.val_split:
             raise ConvzooError("--early-stopping needs a validation split (--val-split 0.1, say): "
                                "the test split is never used for choices")
-        if not isinstance(self.model_kwargs, dict):
-            raise bad("model_kwargs", self.model_kwargs, "a table of builder arguments")
 
     def run_fields(self) -> dict[str, Any]:
         """The fields that decide the run's numbers (a resumed run must agree on all of them)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("run", True)}
+
+
+@functools.cache
+def _field_type(name: str) -> tuple[type, bool]:
+    """The type field ``name`` takes (bool, int, float, str or dict) and whether it may be None, read from
+    ``TrainConfig``'s type hints (``int | None`` is ``(int, True)``, ``dict[str, Any]`` is ``(dict, False)``)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        (hint,) = (a for a in args if a is not type(None))
+    base = typing.get_origin(hint) or hint
+    if base not in _TYPE_WORDS:
+        raise TypeError(f"TrainConfig.{name}: no check for its type {hint!r}")  # a field added without one
+    return base, optional
+
+
+def _typed(f: dataclasses.Field[Any], value: Any) -> Any:
+    """``value`` if it has field ``f``'s type (a whole number for a float field becomes a float), else a
+    ``ConvzooError`` naming the field, its type and the value. ``True`` is no whole number here, though
+    Python's bool is an int."""
+    base, optional = _field_type(f.name)
+    if value is None and optional:
+        return value
+    if base is float and isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT:
+        return float(value)
+    if isinstance(value, base) and (base is bool or not isinstance(value, bool)):
+        return value  # (a float may still be inf or NaN: the range checks refuse those)
+    flag = "--" + f.name.replace("_", "-")
+    fix = ""
+    if base is bool:
+        fix = f"; in a TOML file write {f.name} = true or {f.name} = false (no quotes)"
+        if f.metadata.get("cli", True):
+            fix += f", on the command line {flag} or --no-{flag[2:]}"
+    elif optional:
+        fix = "; to leave it unset, leave the key out (TOML has no null)"
+    kind = f"{_TYPE_WORDS[base]} (type {base.__name__}{' or unset' if optional else ''})"
+    raise ConvzooError(f"{f.name} must be {kind}, got {value!r} of type {type(value).__name__}{fix}")
 
 
 def _d2l(model: str) -> dict[str, Any]:

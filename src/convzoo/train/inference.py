@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +14,16 @@ from torch import Tensor
 
 from convzoo.data import load_dataset, split_train_val
 from convzoo.data.images import MAX_PIXELS, decode_image
-from convzoo.errors import ConvzooError
+from convzoo.errors import ConvzooError, DataError
 from convzoo.models import ConvNet
 from convzoo.train.checkpoint import find_checkpoint, model_from_sidecar, read_checkpoint
 from convzoo.train.config import TTAS
 from convzoo.train.env import pick_device
 from convzoo.train.evaluation import EvalResult, evaluate_batches, tta_logits
 from convzoo.train.pipeline import Batches, Preprocess
+from convzoo.train.saver import data_changes, split_identity
 
-__all__ = ["Checkpoint", "EvalReport", "evaluate", "load", "read_image"]
+__all__ = ["ACCEPTED_IMAGES", "Checkpoint", "EvalReport", "as_image_batches", "evaluate", "load", "read_image"]
 
 MIN_SIDE = 4  # smaller images cannot show anything worth classifying
 
@@ -50,17 +52,20 @@ class Checkpoint:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def predict(self, images: Sequence[str | os.PathLike[str]] | Tensor,
-                topk: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-k (class, probability) for each image: paths of image files, or a uint8 ``N x C x H x W`` batch.
+    def predict(self, images: ImageInput | Sequence[ImageInput], topk: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-k (class, probability) for each image, best first, one list per image in the order given.
+
+        ``images`` is one image or a list of them, each: a path (``str`` or ``Path``) of an image file; a PIL
+        image; a uint8 numpy array ``H x W`` or ``H x W x C``; a tensor ``C x H x W`` or a batch
+        ``B x C x H x W``, uint8 on the 0..255 scale or floating point on the [0, 1] scale (as torchvision's
+        ``ToTensor`` gives). Files and PIL images go through the decoder training read image folders with;
+        C = 1 or 3 is converted to the model's channels. Anything else is one :class:`ConvzooError` naming
+        what was given and what is accepted.
 
         A run trained with ``tta = "flip"`` averages the logits of each image and its mirror image, as its
         evaluation did.
         """
-        if isinstance(images, Tensor):
-            batch = [images[i : i + 1] for i in range(len(images))]
-        else:
-            batch = [read_image(p)[None] for p in images]
+        batch = as_image_batches(images, self.preprocess.in_channels)  # each 1 x C x H x W on the 0..255 scale
         k = min(topk, len(self.classes))
         tta = "flip" if self.meta.get("config", {}).get("tta") == "flip" else "none"
         results = []
@@ -96,6 +101,116 @@ def read_image(path: str | os.PathLike[str]) -> Tensor:
         raise ConvzooError(f"{path} is {width}x{height} pixels: too small to classify "
                            f"(at least {MIN_SIDE}x{MIN_SIDE})")
     return X
+
+
+ImageInput = Any  # str | os.PathLike | PIL.Image.Image | numpy.ndarray | Tensor: what predict takes per image
+
+ACCEPTED_IMAGES = ("a path (str or Path) or a list of paths, a PIL image, a uint8 numpy array H x W or H x W x C, "
+                   "or a tensor C x H x W or B x C x H x W (uint8 0..255, or float on [0, 1] as ToTensor gives), "
+                   "or a list of these")
+
+
+def _describe(item: object) -> str:
+    """What was given, for the error: its type, and the dtype and shape of an array or a tensor."""
+    shape = getattr(item, "shape", None)
+    dtype = getattr(item, "dtype", None)
+    if shape is not None and dtype is not None:
+        kind = "tensor" if isinstance(item, Tensor) else type(item).__name__
+        return f"a {str(dtype).removeprefix('torch.')} {kind} of shape {tuple(shape)}"
+    if type(item).__module__ == "builtins":
+        return f"{type(item).__name__} {item!r:.60}"
+    return f"a {type(item).__module__}.{type(item).__qualname__} object"
+
+
+def _refused(item: object, why: str = "") -> ConvzooError:
+    return ConvzooError(f"predict: cannot read {_describe(item)}{f' ({why})' if why else ''}; "
+                        f"it takes {ACCEPTED_IMAGES}")
+
+
+def _pil_to_tensor(image: Any) -> Tensor:
+    """A PIL image as uint8 ``C x H x W`` by the decoder's own rules: written losslessly as TIFF (with its EXIF
+    orientation and transparency) and decoded by :func:`decode_image`, so it gives what the file would."""
+    import io
+
+    if "transparency" in image.info:  # a transparency key is alpha to the decoder; TIFF keeps no key
+        image = image.convert("LA" if image.mode in ("1", "L") else "RGBA")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format="TIFF", exif=image.getexif())
+    except (OSError, ValueError):  # a mode TIFF cannot hold (HSV): the decoder's rule for it is convert("RGB")
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="TIFF", exif=image.getexif())
+    return decode_image(buffer.getvalue(), name="<PIL image>", max_pixels=MAX_PIXELS)
+
+
+def _array_to_tensor(array: Any) -> Tensor:
+    """A uint8 numpy array ``H x W`` or ``H x W x C`` as uint8 ``C x H x W``."""
+    import numpy as np
+
+    if array.dtype != np.uint8:
+        raise _refused(array, "numpy arrays must be uint8 on the 0..255 scale; for floats on [0, 1] pass "
+                              "torch.from_numpy(a).permute(2, 0, 1)")
+    if array.ndim == 2:
+        return torch.from_numpy(np.ascontiguousarray(array))[None]  # 1 x H x W
+    if array.ndim == 3:
+        return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # C x H x W
+    raise _refused(array, "a numpy array is one image, H x W or H x W x C")
+
+
+def _tensor_to_batches(X: Tensor, channels: int) -> list[Tensor]:
+    """A tensor ``C x H x W`` or ``B x C x H x W`` as 1 x C x H x W images on the 0..255 scale."""
+    if X.dim() == 3:
+        X = X[None]
+    if X.dim() != 4:
+        raise _refused(X, "a tensor is C x H x W or B x C x H x W")
+    if X.shape[1] not in {1, 3, channels}:
+        hint = ": channels first, e.g. X.permute(2, 0, 1)" if X.shape[-1] in {1, 3, channels} else ""
+        raise _refused(X, f"{X.shape[1]} channels; the model reads 1 or 3 (converted) or {channels}{hint}")
+    if X.dtype == torch.uint8:
+        pass
+    elif X.is_floating_point():
+        if X.numel() and not bool(((X >= 0) & (X <= 1)).all()):  # NaN fails both comparisons
+            low, high = float(X.nan_to_num(nan=-1.0).min()), float(X.nan_to_num(nan=2.0).max())
+            raise _refused(X, f"float values must lie in [0, 1], these span {low:g}..{high:g}; divide 0..255 "
+                              "values by 255 or pass a uint8 tensor")
+        X = X.to(torch.float32) * 255  # the 0..255 scale Preprocess reads
+    else:
+        raise _refused(X, "tensors are uint8 (0..255) or floating point ([0, 1])")
+    height, width = X.shape[-2:]
+    if min(height, width) < MIN_SIDE:
+        raise ConvzooError(f"predict: an image of {width}x{height} pixels is too small to classify "
+                           f"(at least {MIN_SIDE}x{MIN_SIDE})")
+    return [X[i : i + 1] for i in range(len(X))]
+
+
+def as_image_batches(images: ImageInput | Sequence[ImageInput], channels: int) -> list[Tensor]:
+    """What :meth:`Checkpoint.predict` was given, as ``1 x C x H x W`` tensors on the 0..255 scale (uint8, or
+    float32 from a float input); ``channels`` is the model's. Raises one :class:`ConvzooError` otherwise."""
+    from PIL import Image
+
+    def kind(item: object) -> str:
+        if isinstance(item, str | os.PathLike):
+            return "path"
+        if isinstance(item, Image.Image):
+            return "pil"
+        if isinstance(item, Tensor):
+            return "tensor"
+        if type(item).__module__ == "numpy" and hasattr(item, "ndim"):
+            return "array"
+        raise _refused(item)
+
+    def one(item: object, what: str) -> list[Tensor]:
+        if what == "path":
+            return [read_image(item)[None]]  # type: ignore[arg-type]
+        if what == "pil":
+            return _tensor_to_batches(_pil_to_tensor(item), channels)
+        if what == "array":
+            return _tensor_to_batches(_array_to_tensor(item), channels)
+        return _tensor_to_batches(item, channels)  # type: ignore[arg-type]
+
+    items = list(images) if isinstance(images, list | tuple) else [images]
+    kinds = [kind(item) for item in items]  # every item's type checked before any file is read
+    return [X for item, what in zip(items, kinds, strict=True) for X in one(item, what)]
 
 
 @dataclass
@@ -136,7 +251,9 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_di
              device: str = "auto", batch_size: int = 1024, tta: str | None = None) -> EvalReport:
     """Evaluate a run's selected checkpoint (or a given checkpoint) on its data set's test or validation split.
 
-    ``tta`` (none or flip) defaults to the run's own ``tta`` setting.
+    ``tta`` (none or flip) defaults to the run's own ``tta`` setting. The split must be the one the run
+    recorded (``data_identity`` in its sidecar, by content): a ``DataError`` names what changed; a run saved
+    before runs recorded it is evaluated unchecked, with a ``UserWarning`` saying so.
     """
     if split not in ("test", "val"):
         raise ConvzooError(f"--split must be test or val, got {split!r}")
@@ -144,9 +261,12 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_di
         raise ConvzooError(f"--tta must be {' or '.join(TTAS)}, got {tta!r}")
     ckpt = load(checkpoint, device=str(pick_device(device)))
     meta = ckpt.meta
+    name = meta["dataset"]
     if data_dir is None:  # where the run found its data
         data_dir = meta["config"].get("data_dir")
-    data = load_dataset(meta["dataset"], data_dir=data_dir)
+    elif name.startswith("imagefolder:"):  # --data-dir points an image-folder run at its folder elsewhere
+        name = f"imagefolder:{data_dir}"
+    data = load_dataset(name, data_dir=data_dir)
     if split == "test":
         if data.test is None:
             raise ConvzooError(f"{data.name} has no test split here; evaluate on the validation split: --split val")
@@ -156,6 +276,23 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_di
         if not fraction:
             raise ConvzooError("this run held out no validation split (--val-split); use --split test")
         chosen = split_train_val(data.train, fraction, meta["config"].get("val_seed", 0))[1]
+    # the run's own data, by content: another data set, or an image folder changed since training (which
+    # carves another validation split, maybe of training images), is refused
+    recorded = meta.get("data")
+    if not isinstance(recorded, dict):
+        warnings.warn(f"{ckpt.path} records no identity of its data (written by an older convzoo); not checking "
+                      f"that this {data.name} is the data it was trained on", stacklevel=2)
+    elif changes := data_changes(recorded, {"splits": {split: split_identity(chosen)}}, names=(split,)):
+        where = f"the data in --data-dir {data_dir}" if data_dir else f"the {data.name} found"
+        same_test = data.test is not None and not data_changes(
+            recorded, {"splits": {"test": split_identity(data.test)}}, names=("test",))
+        if split == "val" and same_test:
+            raise DataError(f"the training images of {where} changed since the run was trained ({changes[0]}), so "
+                            "--split val would carve another validation split, maybe of training images; restore "
+                            "them or evaluate on --split test")
+        raise DataError(f"{where} is not the data the run was trained on ({changes[0]}): a different data set"
+                        + (" or training images changed since" if split == "val" else "")
+                        + "; point --data-dir at the run's own data (a copy anywhere will do)")
     batches = Batches(chosen, batch_size, device=ckpt.device, preprocess=ckpt.preprocess)
     result = evaluate_batches(ckpt.model, ckpt.model, batches, len(ckpt.classes),
                               tta=tta or meta["config"].get("tta", "none"))

@@ -29,7 +29,8 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor, nn
 
-from convzoo.data import Dataset, Split, check_disjoint, load_dataset, split_train_val, subset
+from convzoo.data import Dataset, Split, check_disjoint, load_dataset, split_train_val
+from convzoo.data.datasets import resolve_dataset_name, stratified_subset
 from convzoo.errors import ConvzooError, DivergenceError, RunError
 from convzoo.models import ConvNet, create_model
 from convzoo.train.checkpoint import CHECKPOINT_FORMAT, RunLock
@@ -39,7 +40,7 @@ from convzoo.train.evaluation import EvalResult, evaluate_batches, tta_logits
 from convzoo.train.pipeline import Augment, Batches, Preprocess, derive_seed
 from convzoo.train.plots import plot_confusion, plot_samples
 from convzoo.train.report import EpochTable, Progress
-from convzoo.train.saver import CheckpointSaver
+from convzoo.train.saver import CheckpointSaver, data_changes, data_identity
 from convzoo.train.state import EpochSums, TrainingState
 from convzoo.utils.atomic import write_text_atomic
 
@@ -131,6 +132,40 @@ def build_model(config: TrainConfig, data: Dataset) -> ConvNet:
     return net
 
 
+def _check_batch_norm(net: ConvNet, config: TrainConfig, data: Dataset) -> None:
+    """Refuse ``--batch-size 1`` for a model with a batch-norm layer that would then normalise one value
+    per channel (BN-LeNet's BatchNorm1d after the flatten; a BatchNorm2d on 1 x 1 maps), which torch
+    refuses in training mode, at the first step. (A batch of two or more always has enough values, and
+    the loader drops a final batch of one.) Found by one evaluation-mode forward of one image, whose
+    batch-norm layers neither update their statistics nor check."""
+    layers = {name: m for name, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    if config.batch_size > 1 or not layers:
+        return
+    seen: dict[str, int] = {}  # layer -> values its input holds for the batch of one
+
+    def record(name: str) -> Callable[[nn.Module, tuple[Tensor, ...]], None]:
+        def hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:  # (returns None: the input is unchanged)
+            seen.setdefault(name, args[0].numel())
+        return hook
+
+    hooks = [m.register_forward_pre_hook(record(name)) for name, m in layers.items()]
+    side = (config.resize, config.resize) if config.resize else data.image_size
+    was_training = net.training
+    try:
+        net.eval()
+        with torch.no_grad():
+            net(torch.zeros(1, net.in_channels, *side, device=next(net.parameters()).device))  # 1 x C x H x W
+    finally:
+        net.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    single = [name for name, m in layers.items() if seen.get(name, 2) // m.num_features <= 1]
+    if single:
+        raise ConvzooError(f"--batch-size 1 cannot train {config.model}: its batch norm layer {single[0]} would "
+                           f"normalise a single value per channel, which training mode cannot; use --batch-size "
+                           f"2 or more")
+
+
 class _StepTimer:
     """Seconds spent inside training steps: wall clock on the CPU, CUDA events on a GPU (no sync per step)."""
 
@@ -193,8 +228,7 @@ def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches
             if not math.isfinite(value):
                 raise DivergenceError(
                     f"the loss became {value} at epoch {epoch + 1}, step {step + 1} (lr {lr:.4g}); lower the "
-                    f"learning rate (--lr {config.lr / 10:.4g}) or add warm-up (--warmup-epochs 1); the last good "
-                    f"checkpoint is kept"
+                    f"learning rate (--lr {config.lr / 10:.4g}) or add warm-up (--warmup-epochs 1)"
                 )
             sums.loss_sum += value * size
         pending.clear()
@@ -245,22 +279,31 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, progress: bool
     """
     out = out or sys.stdout
     run_dir, config, resuming = _prepare_run_dir(config, resume)
+    # all that can refuse the run (device, data, model, batch size) comes before the run directory is made:
+    # a refused first try leaves nothing behind that would make the retry need --resume
+    device = _device(config)
+    data, val_split = _load_splits(config)
+    run = _build(config, data, val_split, device)
+    run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
-        device = _device(config)
-        data, val_split = _load_splits(config)
-        run = _build(config, data, val_split, device)
-        saver = CheckpointSaver(run_dir, _sidecar(config, data, run), title=f"{config.model} on {data.name}")
+        if not resuming:
+            _refuse_existing_run(run_dir)  # again, under the lock: another process may have started one since
+        sidecar = _sidecar(config, data, val_split, run)
+        saver = CheckpointSaver(run_dir, sidecar, title=f"{config.model} on {data.name}")
         state = _start_or_resume(config, run_dir, run, saver, resuming, out)
         _announce(config, run_dir, data, val_split, run, out)
-        table, stopped, steps = EpochTable(out), "completed", len(run.train_batches)
+        table, steps = EpochTable(out), len(run.train_batches)
+        stopped = "early stopping" if _stopped_early(config, state) else "completed"
         with _signals_caught() as caught:
-            while state.epoch < config.epochs:
+            while state.epoch < config.epochs and not _stopped_early(config, state):
                 t0, before = time.perf_counter(), state.sums.train_seconds  # (train time before a mid-epoch resume)
                 bar = Progress(steps, state.epoch + 1, config.epochs, enabled=progress)
                 try:
                     state.sums, state.step = train_one_epoch(
                         run.net, run.forward, run.train_batches, run.optimizer, run.loss_fn, config, state.epoch,
                         start_step=state.step, sums=state.sums, progress=bar, should_stop=lambda: caught() is not None)
+                except DivergenceError as err:
+                    raise DivergenceError(f"{err}; {_what_is_kept(saver)}") from err
                 finally:
                     bar.close()
                 signum = caught()
@@ -274,11 +317,17 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, progress: bool
                 if on_epoch is not None and on_epoch(state.history[-1]) and state.epoch < config.epochs:
                     stopped = "stopped by the caller"
                     break
-                if config.early_stopping and state.best.since >= config.early_stopping and state.epoch < config.epochs:
+                if _stopped_early(config, state) and state.epoch < config.epochs:
                     stopped = "early stopping"
                     print(f"early stopping: no better validation accuracy for {state.best.since} epochs", file=out)
                     break
         return _finish(config, run_dir, run, data, saver, state, stopped, out)
+
+
+def _stopped_early(config: TrainConfig, state: TrainingState) -> bool:
+    """Early stopping's rule: ``config.early_stopping`` epochs without a better validation accuracy (a
+    resumed run that had stopped so stays stopped)."""
+    return bool(config.early_stopping) and state.best.since >= config.early_stopping
 
 
 def _default_run_dir(config: TrainConfig) -> Path:
@@ -288,14 +337,12 @@ def _default_run_dir(config: TrainConfig) -> Path:
 
 
 def _prepare_run_dir(config: TrainConfig, resume: str | Path | None) -> tuple[Path, TrainConfig, bool]:
-    """The run directory, the config to use, and whether this resumes a run."""
+    """The run directory, the config to use, and whether this resumes a run. An ``imagefolder:`` path is
+    stored resolved (absolute), so the run finds its data from any folder."""
     if resume is None:
-        run_dir = Path(config.out) if config.out else _default_run_dir(config)
-        if (run_dir / "config.toml").exists() or (run_dir / "checkpoints").exists():
-            raise RunError(f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
-                           f"or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir, config, False
+        run_dir = Path(config.out) if config.out else _default_run_dir(config)  # named as typed
+        _refuse_existing_run(run_dir)
+        return run_dir, dataclasses.replace(config, dataset=resolve_dataset_name(config.dataset)), False
     run_dir = Path(resume)
     if not (run_dir / "config.toml").is_file():
         raise RunError(f"--resume {run_dir}: no run there (config.toml missing)")
@@ -305,11 +352,29 @@ def _prepare_run_dir(config: TrainConfig, resume: str | Path | None) -> tuple[Pa
         raise RunError(f"--resume {run_dir}: config.toml lacks {', '.join(missing)} (cut short?); "
                        "it cannot be resumed, start it again with --out")
     saved = resolve_config(file_values=saved_values)
+    saved = dataclasses.replace(saved, dataset=resolve_dataset_name(saved.dataset))  # older runs: as typed
+    config = dataclasses.replace(config, dataset=resolve_dataset_name(config.dataset))
     differences = config_diff(saved, config)
     if differences:
         raise RunError(f"--resume {run_dir}: the command's config differs from the run's: {'; '.join(differences)}")
     machine = {k: getattr(config, k) for k in ("data_dir", "download", "device")}
     return run_dir, dataclasses.replace(saved, **machine, out=str(run_dir)), True
+
+
+def _refuse_existing_run(run_dir: Path) -> None:
+    """Refuse to start a new run in ``run_dir`` when it holds one (its config or checkpoints)."""
+    if (run_dir / "config.toml").exists() or (run_dir / "checkpoints").exists():
+        raise RunError(f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
+                       f"or choose another --out")
+
+
+def _what_is_kept(saver: CheckpointSaver) -> str:
+    """What a diverged run leaves: its last checkpoint (written before the loss went bad), or none yet."""
+    last = saver.root / "last"
+    if last.is_symlink() and last.is_dir():
+        return f"its last good checkpoint is kept ({saver.root / last.readlink()})"
+    return (f"no checkpoint was written before it, so none is kept; start again with --out elsewhere (or delete "
+            f"{saver.run_dir})")
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -332,7 +397,7 @@ def _load_splits(config: TrainConfig) -> tuple[Dataset, Split | None]:
     if config.val_split:
         train_split, val_split = split_train_val(data.train, config.val_split, config.val_seed)
     if config.train_limit:
-        train_split = subset(train_split, torch.arange(min(config.train_limit, len(train_split))))
+        train_split = stratified_subset(train_split, config.train_limit, derive_seed(config.seed, "train_limit"))
     evaluation = [s for s in (val_split, data.test) if s is not None]
     check_disjoint(train_split, *evaluation)
     if not evaluation:
@@ -360,6 +425,7 @@ class _Run:
 def _build(config: TrainConfig, data: Dataset, val_split: Split | None, device: torch.device) -> _Run:
     """Model (seeded init, memory format, ``torch.compile``), preprocessing, batches, optimizer and loss."""
     net = build_model(config, data).to(device)
+    _check_batch_norm(net, config, data)
     channels_last = config.channels_last if config.channels_last is not None else auto_channels_last(net, device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -378,8 +444,9 @@ def _build(config: TrainConfig, data: Dataset, val_split: Split | None, device: 
                 make_optimizer(config, net), nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
 
 
-def _sidecar(config: TrainConfig, data: Dataset, run: _Run) -> dict[str, Any]:
-    """The ``model.json`` fields every checkpoint of the run shares: what rebuilding and using it needs."""
+def _sidecar(config: TrainConfig, data: Dataset, val_split: Split | None, run: _Run) -> dict[str, Any]:
+    """The ``model.json`` fields every checkpoint of the run shares: what rebuilding and using it needs, and
+    the identity of the data it was trained on (``data_identity``: what a resume and ``convzoo eval`` check)."""
     net, pre = run.net, run.preprocess
     return {
         "format": CHECKPOINT_FORMAT,
@@ -390,6 +457,8 @@ def _sidecar(config: TrainConfig, data: Dataset, run: _Run) -> dict[str, Any]:
         "input": {"channels": net.in_channels, "size": list(pre.size or data.image_size),
                   "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None},
         "config": dataclasses.asdict(config),
+        "data": data_identity(data.name, data.train, val_split, data.test, val_split=config.val_split,
+                              val_seed=config.val_seed),
     }
 
 
@@ -402,10 +471,20 @@ def _start_or_resume(config: TrainConfig, run_dir: Path, run: _Run, saver: Check
         resumed = saver.resume()
         if resumed is not None:
             weights, state = resumed
+            _check_resumed_data(run_dir, saver, config, out)
             run.net.load_state_dict(weights)
             run.optimizer.load_state_dict(state.optimizer)
             torch.set_rng_state(state.rng["torch"])
-            print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}", file=out, flush=True)
+            if state.epoch >= config.epochs:
+                print(f"{run_dir} is finished ({state.epoch} of {config.epochs} epochs trained): nothing left to "
+                      f"train, its reports are written again; to train longer, start a new run with a larger "
+                      f"--epochs and another --out", file=out, flush=True)
+            elif _stopped_early(config, state):
+                print(f"{run_dir} is finished: early stopping ended it after epoch {state.epoch} (no better "
+                      f"validation accuracy for {state.best.since} epochs); its reports are written again",
+                      file=out, flush=True)
+            else:
+                print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}", file=out, flush=True)
             return state
         print(f"{run_dir} has no checkpoint yet; starting it from the beginning", file=out, flush=True)
     save_config(config, run_dir / "config.toml")
@@ -413,6 +492,22 @@ def _start_or_resume(config: TrainConfig, run_dir: Path, run: _Run, saver: Check
         {"started": datetime.now().isoformat(timespec="seconds"), "seed": config.seed,
          "channels_last": run.channels_last, "environment": environment(run.device)}, indent=2))
     return TrainingState()
+
+
+def _check_resumed_data(run_dir: Path, saver: CheckpointSaver, config: TrainConfig, out: TextIO) -> None:
+    """Refuse to continue a run on data other than its own, by content (a copy of the same files elsewhere
+    is the same data); a checkpoint written before runs recorded their data is continued unchecked, with a
+    note."""
+    recorded = (saver.resumed_sidecar or {}).get("data")
+    if not isinstance(recorded, dict):
+        print(f"note: {run_dir} records no identity of its data (written by an older convzoo); not checking "
+              "that this is the data it was trained on", file=out, flush=True)
+        return
+    changes = data_changes(recorded, saver.sidecar["data"])
+    if changes:
+        where = f"--data-dir {config.data_dir}" if config.data_dir else "the data found"
+        raise RunError(f"--resume {run_dir}: {where} is not the data the run was trained on ({'; '.join(changes)}); "
+                       f"point --data-dir at the run's own data (a copy anywhere will do)")
 
 
 def _announce(config: TrainConfig, run_dir: Path, data: Dataset, val_split: Split | None, run: _Run,
@@ -426,10 +521,11 @@ def _announce(config: TrainConfig, run_dir: Path, data: Dataset, val_split: Spli
     evaluation = [s for s in (val_split, data.test) if s is not None]
     missing = sorted(set(torch.cat([s.labels for s in evaluation]).unique().tolist())
                      - set(data.train.labels.unique().tolist()))
-    if missing:  # the first N of a split ordered by class (an image folder) hold only its first classes
+    if missing:  # e.g. a --train-limit below the number of classes: some classes' quotas round to 0
         print(f"warning: the training split has no image of class(es) {', '.join(map(str, missing))} that the "
-              f"evaluation split has" + (f"; --train-limit {config.train_limit} keeps the first images only, "
-                                         "raise it or drop it" if config.train_limit else ""), file=out, flush=True)
+              f"evaluation split has" + (f"; --train-limit {config.train_limit} draws too few images to hold every "
+                                         "class in proportion, raise it" if config.train_limit else ""),
+              file=out, flush=True)
 
 
 @contextmanager

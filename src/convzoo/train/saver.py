@@ -13,10 +13,16 @@ epoch:
 
 The loop computes (a ``TrainingState``, a metrics row); the saver persists. Neither reaches into the
 other's private types.
+
+``data_identity`` is what a run records of its data in every sidecar (the content digest and size of each
+split it trained, validated and tested on, and how the validation split was carved), and
+``data_changes`` what differs from it: a resume and ``convzoo eval`` refuse data not the run's own, found
+by content, wherever the files now are.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -24,12 +30,64 @@ from typing import Any
 
 from torch import Tensor
 
+from convzoo.data import Split
+from convzoo.errors import ConvzooError
 from convzoo.train.checkpoint import checkpoint_name, point, prune, read_checkpoint, restore, write_checkpoint
 from convzoo.train.plots import plot_curves
 from convzoo.train.report import write_metrics
 from convzoo.train.state import TrainingState
 
-__all__ = ["CheckpointSaver"]
+__all__ = ["CheckpointSaver", "data_changes", "data_identity", "split_identity"]
+
+
+def split_identity(split: Split) -> dict[str, Any]:
+    """``{"images": N, "digest": SHA-256}`` of a split's pixels and labels: its own ``digest`` when the data
+    set computed one (a whole split, cached with it), else hashed now in the same way (a carved subset)."""
+    digest = split.digest
+    if not digest:
+        h = hashlib.sha256()
+        h.update(split.images.contiguous().numpy().data)  # uint8 N x C x H x W
+        h.update(split.labels.contiguous().numpy().data)  # int64 N
+        digest = h.hexdigest()
+    return {"images": len(split), "digest": digest}
+
+
+def data_identity(dataset: str, train: Split, val: Split | None, test: Split | None, *, val_split: float,
+                  val_seed: int) -> dict[str, Any]:
+    """What a run records of its data: the data set's name, how its validation split was carved
+    (``val_split`` of the training images, seed ``val_seed``), and the identity of each split it uses
+    (``train`` as trained on, after the carve-out and any limit; ``val``; ``test``), absent ones left out."""
+    splits = {name: split_identity(s) for name, s in (("train", train), ("val", val), ("test", test))
+              if s is not None}
+    return {"dataset": dataset, "val_split": val_split, "val_seed": val_seed, "splits": splits}
+
+
+def data_changes(recorded: Mapping[str, Any], current: Mapping[str, Any],
+                 names: tuple[str, ...] = ("train", "val", "test")) -> list[str]:
+    """One phrase per split among ``names`` whose identity in ``current`` differs from ``recorded`` (both
+    made by :func:`data_identity`), e.g. ``"val split: 10 images, 9 when the run was trained"``."""
+    then, now = recorded.get("splits"), current.get("splits", {})
+    if not isinstance(then, dict) or not all(
+            isinstance(s, dict) and isinstance(s.get("images"), int) and isinstance(s.get("digest"), str)
+            for s in then.values()):  # a forged or damaged sidecar: nothing to compare with
+        raise ConvzooError("the checkpoint's record of its data ('data' in model.json) is damaged, so the data "
+                           "cannot be checked; use an intact copy of the run")
+    changes = []
+    for name in names:
+        a, b = then.get(name), now.get(name)
+        if a == b:
+            continue
+        if a is None or b is None:
+            changes.append(f"{name} split: {_count(b)} now, {_count(a)} when the run was trained")
+        elif a["images"] != b["images"]:
+            changes.append(f"{name} split: {b['images']:,} images, {a['images']:,} when the run was trained")
+        else:
+            changes.append(f"{name} split: other images (as many, {b['images']:,}, but different content)")
+    return changes
+
+
+def _count(identity: Mapping[str, Any] | None) -> str:
+    return "none" if identity is None else f"{identity['images']:,} images"
 
 
 class CheckpointSaver:
@@ -42,6 +100,7 @@ class CheckpointSaver:
         self.root = run_dir / "checkpoints"
         self.sidecar = dict(sidecar)
         self.title = title
+        self.resumed_sidecar: dict[str, Any] | None = None  # the model.json ``resume`` continued from
 
     def save(self, weights: Mapping[str, Tensor], state: TrainingState,
              metrics: dict[str, Any] | None = None) -> Path:
@@ -79,7 +138,7 @@ class CheckpointSaver:
         folder = restore(self.root)
         if folder is None:
             return None
-        weights, _, state = read_checkpoint(folder)
+        weights, self.resumed_sidecar, state = read_checkpoint(folder)
         # a kill after the checkpoint but before the metrics files leaves them a row short: rewrite them
         if state.history:
             self.write_metrics(state.history)
