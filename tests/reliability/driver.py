@@ -173,6 +173,7 @@ def zygote() -> None:
     convzoo.cli.build_parser()  # every command's module, imported once here, inherited by every child
     convzoo.train.plots._figure()  # matplotlib's Agg canvas
     create_model("lenet").check_input(torch.empty(1, 1, 28, 28, device="meta"))  # the meta-device checks
+    torch.optim.SGD(create_model("lenet").parameters(), lr=0.1)  # torch.optim's first use imports torch._dynamo (2 s)
     for line in sys.stdin:
         request = json.loads(line)
         sys.stdout.flush()
