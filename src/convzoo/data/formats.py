@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, walk_images
+from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, read_file, walk_images
 from convzoo.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "check_class_folders", "list_classes", "read_cifar_batch", "read_idx",
@@ -39,18 +39,7 @@ _IDX_UBYTE = 0x08
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, decompressed if it is gzipped (by content, not by name)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a file") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied; make it readable (chmod a+r)") from None
-    except OSError as err:  # e.g. ELOOP for a symlink loop
-        raise DataError(f"{path}: cannot be read: {err.strerror or err}") from None
-    if not raw:
-        raise DataError(f"{path}: the file is empty (0 bytes); download it again")
+    raw = read_file(path, folder="is a folder, expected a file", empty="the file is empty (0 bytes); download it again")
     if raw[:2] == b"\x1f\x8b":
         try:
             return gzip.decompress(raw)

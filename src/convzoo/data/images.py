@@ -70,7 +70,7 @@ from convzoo.errors import DataError
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["DECODER_VERSION", "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "walk_images"]
+__all__ = ["DECODER_VERSION", "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "read_file", "walk_images"]
 
 DECODER_VERSION = 1  # bump whenever a rule of the table above changes: it is part of the decoded cache's key
 MAX_PIXELS = 64_000_000  # images declaring more pixels are refused before decoding (decompression bombs)
@@ -100,7 +100,7 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, name: str | None = N
             raise DataError(f"{label}: empty (0 bytes), not an image; give the bytes of an image file")
     else:
         label = name or str(source)
-        data = _read_file(Path(source), label)
+        data = read_file(Path(source), label)
     image = _open(data, label, max_pixels)
     try:
         image = _canonical(image)
@@ -110,20 +110,24 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, name: str | None = N
     return _to_tensor(image)
 
 
-def _read_file(path: Path, label: str) -> bytes:
-    """The file's bytes, or a DataError saying why they cannot be had."""
+def read_file(path: Path, label: str | None = None, *, folder: str = "is a folder; give an image file",
+              empty: str = "the file is empty (0 bytes), not an image; replace it or remove it") -> bytes:
+    """The bytes of a data file (an image, an IDX file, a CIFAR batch), or a DataError naming it (as
+    ``label``, default the path) and saying why they cannot be had; ``folder`` and ``empty`` are what to
+    say when it is a folder or has no bytes."""
+    label = str(path) if label is None else label
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{label}: no such file") from None
     except IsADirectoryError:
-        raise DataError(f"{label}: is a folder; give an image file") from None
+        raise DataError(f"{label}: {folder}") from None
     except PermissionError:
         raise DataError(f"{label}: permission denied; make it readable (chmod a+r)") from None
     except OSError as err:  # e.g. ELOOP for a symlink loop
         raise DataError(f"{label}: cannot be read: {err.strerror or err}") from None
     if not data:
-        raise DataError(f"{label}: the file is empty (0 bytes), not an image; replace it or remove it")
+        raise DataError(f"{label}: {empty}")
     return data
 
 
