@@ -232,6 +232,30 @@ def test_ctrl_c_while_the_parser_is_built_is_130(capsys, monkeypatch):
     assert code == 130 and err == "convzoo: interrupted\n"
 
 
+def test_ctrl_c_while_torch_loads_is_130_with_one_line():
+    """The console script imports the package before any convzoo code runs; ``import convzoo`` imports no
+    torch, so a Ctrl-C while torch loads (the first seconds of every command) lands inside the boundary."""
+    import signal
+    import time
+
+    convzoo = shutil.which("convzoo", path=str(Path(sys.executable).parent))
+    command = [convzoo] if convzoo else [sys.executable, "-m", "convzoo"]
+    process = subprocess.Popen([*command, "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:  # until torch's library is being loaded
+        try:
+            if "libtorch" in maps.read_text():
+                break
+        except OSError:
+            pass
+        time.sleep(0.005)
+    assert process.poll() is None, "convzoo models ended before torch was seen loading"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (130, "convzoo: interrupted\n"), err[-2000:]
+
+
 # ---- stdout closed by its reader ----------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import convzoo
 
-HEAVY = ("convzoo.train", "PIL", "tqdm", "matplotlib", "torchvision")
+HEAVY = ("torch", "convzoo.train", "PIL", "tqdm", "matplotlib", "torchvision")
 
 
 def fresh_python(code: str) -> str:
@@ -36,14 +36,16 @@ def test_import_convzoo_leaves_the_training_stack_out():
         import convzoo
         loaded = sorted(m for m in {HEAVY!r} if sys.modules.get(m) is not None)
         names = convzoo.summary.__module__, convzoo.create_model.__module__
+        with_zoo = sorted(m for m in {HEAVY!r} if sys.modules.get(m) is not None)
         del sys.modules["tqdm"]
         fit = convzoo.fit  # the first use imports the training stack
-        print(json.dumps({{"loaded": loaded, "names": names, "fit": fit.__module__,
+        print(json.dumps({{"loaded": loaded, "names": names, "with_zoo": with_zoo, "fit": fit.__module__,
                           "after": sorted(m for m in ("convzoo.train", "tqdm") if m in sys.modules)}}))
     """)
     result = json.loads(out)
     assert result["loaded"] == []
-    assert result["names"] == ["convzoo.summary", "convzoo.models._registry"]
+    assert result["names"] == ["convzoo.inspector", "convzoo.models._registry"]
+    assert result["with_zoo"] == ["torch"]  # the zoo and the inspector bring torch, and nothing of the trainer
     assert result["fit"] == "convzoo.train.loop" and result["after"] == ["convzoo.train", "tqdm"]
 
 
@@ -90,7 +92,7 @@ def test_lazy_names_resolve_to_the_objects_they_name():
     from convzoo.train import TrainConfig, evaluate, fit, load
 
     assert (convzoo.fit, convzoo.load, convzoo.evaluate, convzoo.TrainConfig) == (fit, load, evaluate, TrainConfig)
-    module = importlib.import_module("convzoo.summary")
+    module = importlib.import_module("convzoo.inspector")
     assert convzoo.summary is module.summary and convzoo.summary is not module  # the function, not the module
     assert convzoo.train.read_image.__module__.startswith("convzoo.")
     assert set(convzoo.__all__) <= set(dir(convzoo)) and {"train", "data"} <= set(dir(convzoo))

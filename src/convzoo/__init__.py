@@ -4,10 +4,11 @@ A zoo behind one registry (``list_models``, ``create_model``, ``model_info``), a
 (``summary``, ``parameters_table``), convolution from first principles (``convzoo.scratch``), and
 training that is fast on a laptop CPU (``fit``, ``evaluate``, ``load``).
 
-``import convzoo`` loads the zoo and the inspector (torch, nothing more). The training stack (and with it
-Pillow, tqdm, matplotlib, torchvision) is imported on first use of ``fit``, ``evaluate``, ``load``,
-``TrainConfig`` or ``convzoo.train`` (PEP 562 module ``__getattr__``), so the command line and scripts
-that only build or inspect models do not pay for it.
+``import convzoo`` imports nothing heavy, not even torch: every public name is imported on its first use
+(PEP 562 module ``__getattr__``). ``create_model`` brings the zoo (torch), ``fit`` the training stack
+(Pillow, tqdm, matplotlib, torchvision). So the command line, whose console script imports the package
+first, is inside its error boundary before torch loads (a Ctrl-C then is one line, exit 130), and scripts
+that only build or inspect models do not pay for the trainer.
 """
 
 from __future__ import annotations
@@ -16,18 +17,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from convzoo._version import __version__
-from convzoo.models import (
-    ConvNet,
-    InputRange,
-    ModelInfo,
-    create_model,
-    list_models,
-    load_torchvision_weights,
-    model_info,
-)
-from convzoo.summary import ModelSummary, ParameterTable, parameters_table, summary
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
+    from convzoo.inspector import ModelSummary, ParameterTable, parameters_table, summary
+    from convzoo.models import (
+        ConvNet,
+        InputRange,
+        ModelInfo,
+        create_model,
+        list_models,
+        load_torchvision_weights,
+        model_info,
+    )
     from convzoo.train import TrainConfig, evaluate, fit, load
 
 __all__ = [
@@ -50,10 +51,15 @@ __all__ = [
 ]
 
 # public names imported on first access -> the module that defines them
-_LAZY = {"TrainConfig": "convzoo.train", "evaluate": "convzoo.train", "fit": "convzoo.train",
-         "load": "convzoo.train"}
+_LAZY = {
+    **dict.fromkeys(("ConvNet", "InputRange", "ModelInfo", "create_model", "list_models",
+                     "load_torchvision_weights", "model_info"), "convzoo.models"),
+    **dict.fromkeys(("ModelSummary", "ParameterTable", "parameters_table", "summary"), "convzoo.inspector"),
+    "TrainConfig": "convzoo.train", "evaluate": "convzoo.train", "fit": "convzoo.train",
+    "load": "convzoo.train",
+}
 # subpackages reachable as attributes without importing them first (``convzoo.train.read_image``)
-_SUBMODULES = frozenset({"data", "train"})
+_SUBMODULES = frozenset({"data", "inspector", "models", "scratch", "train"})
 
 
 def __getattr__(name: str) -> Any:

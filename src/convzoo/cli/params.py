@@ -17,7 +17,7 @@ def register(sub: Subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from convzoo.summary import parameters_table
+    from convzoo.inspector import parameters_table
 
     print(parameters_table(build_model(args, args.in_channels)))
     return 0

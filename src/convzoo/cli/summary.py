@@ -22,8 +22,8 @@ def register(sub: Subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from convzoo.inspector import summary
     from convzoo.models import model_info
-    from convzoo.summary import summary
 
     info = model_info(args.name)
     if args.input_size is not None:
