@@ -8,14 +8,14 @@ STAMP := $(VENV)/.installed
 DEMO_MODEL ?= lenet_bn
 DEMO_EPOCHS ?= 4
 
-.PHONY: install data demo test check lint clean
+.PHONY: install data demo test test-heavy check lint clean
 # Fashion-MNIST comes from Debian's package; MNIST and CIFAR-10 from ../shared/data (see its README)
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,export,tensorboard]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,13 +30,18 @@ demo: install data
 	$(VENV)/bin/convzoo train --model $(DEMO_MODEL) --dataset fashion-mnist --recipe fast --epochs $(DEMO_EPOCHS) \
 	  --val-split 0.1 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
-# the whole suite (what CI runs, under 12 minutes on two idle cores)
+# the whole suite (what CI runs, under 12 minutes on two idle cores) but for the `heavy` registry-wide export
+# and feature-map checks of the larger 224-pixel models and the airbench recipe on CIFAR-10, which `make
+# test-heavy` runs (about 4 minutes more)
 test: install data
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not heavy"
+
+test-heavy: install data
+	$(PY) -m pytest -m heavy
 
 # the linters CI runs after the suite
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks hubconf.py
 	$(VENV)/bin/mypy src
 
 # the inner loop, under 3 minutes: the linters and every test not marked slow

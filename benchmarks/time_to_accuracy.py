@@ -1,4 +1,4 @@
-"""Time to a target accuracy, by MLPerf's rules, with ``--recipe fast`` and a zoo model.
+"""Time to a target accuracy, by MLPerf's rules, with a named recipe (``fast``, ``airbench``) and a zoo model.
 
     python benchmarks/time_to_accuracy.py TASK [--runs N] [--data-dir DIR] [--cold-cache] [--json FILE] [--plot FILE]
     python benchmarks/time_to_accuracy.py --list
@@ -8,11 +8,17 @@ is first reached on the evaluation split, checked after every epoch; evaluation,
 are inside the clock. Each run uses another seed; the median and the spread are reported, and a run that
 ends its epochs short of the target is reported with how far it got. The decoded-data cache is warm
 unless ``--cold-cache`` (then decoding is timed too).
+
+Machine speed changes from day to day (2-3x on a shared CPU), so before each run, outside its clock, the
+fp32 matmul peak of the training device is measured (``convzoo.bench.matmul_peak``) and printed beside the
+run's time, with the time in "peak-seconds": seconds x measured GFLOP/s / 200 (200 GFLOP/s: this project's
+two-core CPU on a good day), which compare across days.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -32,7 +38,8 @@ class Task:
     target: float
     split: str  # "test", or "val" for CIFAR-10 (the shared copy has no test split)
     goal_s: float | None  # the issue's goal, seconds (None: report the best time)
-    overrides: dict[str, Any] = field(default_factory=dict)  # on top of --recipe fast
+    overrides: dict[str, Any] = field(default_factory=dict)  # on top of the recipe
+    recipe: str = "fast"
 
 
 TASKS: dict[str, Task] = {
@@ -48,14 +55,23 @@ TASKS: dict[str, Task] = {
     "cifar10-90": Task("cifar10", 0.90, "val", None,
                        dict(model="fastcnn_cifar", epochs=20, batch_size=512, lr=0.4, augment="crop-flip",
                             crop_padding=2, tta="flip", val_split=0.1)),
+    "cifar10-94": Task("cifar10", 0.94, "val", 35 * 60, dict(val_split=0.1), recipe="airbench"),
+    "fashion-94": Task("fashion-mnist", 0.94, "test", None, {}, recipe="airbench"),
 }
+
+PEAK_REFERENCE = 200e9  # FLOP/s: peak-seconds = seconds x measured peak / this
+
+
+def peak_seconds(seconds: float, peak: float) -> float:
+    """``seconds`` on a machine of matmul peak ``peak`` (FLOP/s), as seconds at ``PEAK_REFERENCE``."""
+    return seconds * peak / PEAK_REFERENCE
 
 
 def one_run(task: Task, seed: int, data_dir: str | None, work: Path) -> dict[str, Any]:
     from convzoo.train.config import resolve_config
     from convzoo.train.loop import fit
 
-    config = resolve_config(recipe="fast", overrides={**task.overrides, "dataset": task.dataset, "seed": seed,
+    config = resolve_config(recipe=task.recipe, overrides={**task.overrides, "dataset": task.dataset, "seed": seed,
                                                       "data_dir": data_dir, "out": str(work / f"run-{seed}")})
     key = f"{task.split}_acc"
     curve: list[tuple[float, float]] = []
@@ -83,14 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the task's epochs (CI smoke runs)")
     parser.add_argument("--train-limit", type=int, help="train on N images, drawn per class (CI smoke runs)")
     parser.add_argument("--cold-cache", action="store_true", help="decode the data afresh inside the clock")
+    parser.add_argument("--device", help="train on this device (auto, cpu, cuda; default: the recipe's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path, help="accuracy against time, one curve per run (PNG)")
     args = parser.parse_args(argv)
     if args.list or args.task is None:
         for name, task in TASKS.items():
             goal = f"goal {task.goal_s:g} s" if task.goal_s else "report the best time"
-            print(f"{name:<12} {task.dataset} >= {task.target:.1%} on {task.split}, {goal}: --recipe fast "
-                  + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in task.overrides.items()))
+            print(f"{name:<12} {task.dataset} >= {task.target:.1%} on {task.split}, {goal}: --recipe {task.recipe} "
+                  + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in {"dataset": task.dataset,
+                                                                         **task.overrides}.items()))
         return 0
     task = TASKS[args.task]
     overrides = dict(task.overrides)
@@ -98,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides["epochs"] = args.epochs
     if args.train_limit:
         overrides["train_limit"] = args.train_limit
-    task = Task(task.dataset, task.target, task.split, task.goal_s, overrides)
+    if args.device:
+        overrides["device"] = args.device
+    task = dataclasses.replace(task, overrides=overrides)
+    from convzoo.bench import matmul_peak
+    from convzoo.train.env import pick_device
+
+    peak_device = pick_device(args.device or "auto").type
     data_dir = args.data_dir or (str(SHARED) if task.dataset in ("mnist", "cifar10") else None)
     runs = []
     with tempfile.TemporaryDirectory(prefix="convzoo-tta-") as tmp:
@@ -114,16 +138,22 @@ def main(argv: list[str] | None = None) -> int:
                 import shutil
 
                 shutil.rmtree(work / "cache", ignore_errors=True)
+            peak = matmul_peak(device=peak_device)  # outside the clock, just before the run
             run = one_run(task, seed, data_dir, work)
+            run["peak_gflops"] = peak / 1e9
+            run["peak_seconds"] = peak_seconds(run["seconds"], peak) if run["seconds"] is not None else None
             runs.append(run)
-            got = f"{run['seconds']:.1f} s" if run["seconds"] is not None else \
+            got = f"{run['seconds']:.1f} s ({run['peak_seconds']:.1f} peak-s)" if run["seconds"] is not None else \
                 f"not reached (best {run['best']:.4f})"
-            print(f"seed {seed}: {got}; {run['epochs']} epochs, accuracy by epoch "
-                  + " ".join(f"{acc:.4f}" for _, acc in run["curve"]), flush=True)
+            print(f"seed {seed}: {got} at fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; {run['epochs']} epochs, "
+                  "accuracy by epoch " + " ".join(f"{acc:.4f}" for _, acc in run["curve"]), flush=True)
     times = [r["seconds"] for r in runs if r["seconds"] is not None]
     summary = f"{args.task}: {len(times)}/{len(runs)} runs reached {task.target:.1%} on {task.split}"
     if times:
         summary += f"; median {statistics.median(times):.1f} s (min {min(times):.1f}, max {max(times):.1f})"
+        normalised = [r["peak_seconds"] for r in runs if r["peak_seconds"] is not None]
+        summary += (f", {statistics.median(normalised):.1f} peak-s at a median peak of "
+                    f"{statistics.median(r['peak_gflops'] for r in runs):.1f} GFLOP/s")
         if task.goal_s:
             verdict = "meets" if statistics.median(times) <= task.goal_s else "misses"
             summary += f"; {verdict} the goal of {task.goal_s:g} s"
@@ -132,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     print(summary)
     if args.json:
         args.json.write_text(json.dumps({"task": args.task, "target": task.target, "split": task.split,
-                                         "goal_s": task.goal_s, "config": overrides, "runs": runs}, indent=2))
+                                         "goal_s": task.goal_s, "recipe": task.recipe, "config": overrides,
+                                         "peak_reference_gflops": PEAK_REFERENCE / 1e9, "runs": runs}, indent=2))
     if args.plot:
         import matplotlib
 

@@ -59,3 +59,38 @@ def copy_in_run_order(src: nn.Module, dst: nn.Module, X: Tensor) -> None:
         for i, (s, d) in enumerate(zip(a, b, strict=True)):
             assert s.shape == d.shape, f"tensor {i}: reference {tuple(s.shape)} vs zoo {tuple(d.shape)}"
             d.copy_(s)
+
+
+def smallest_of_each_family() -> frozenset[str]:
+    """The smallest registered model (by parameter count) of each family: the ones a test too slow to run for
+    every model in the quick tier (``make check``) keeps there, so that every family is still covered."""
+    from convzoo.models import list_models, model_info
+
+    infos = [model_info(name) for name in list_models()]
+    return frozenset(min((i for i in infos if i.family == family), key=lambda i: i.num_params).name
+                     for family in {i.family for i in infos})
+
+
+def every_model_quick_per_family() -> list:
+    """Every registered model as a pytest parameter: quick for :func:`smallest_of_each_family`, ``slow`` for the
+    rest, and ``heavy`` too for the 224-pixel ones among those but the smallest of each family (the larger VGGs
+    and ResNets: 10-40 s each to export on two cores, more than CI's time for ``make test`` allows;
+    ``make test-heavy`` runs them)."""
+    import pytest
+
+    from convzoo.models import list_models, model_info
+
+    quick = smallest_of_each_family()
+    infos = [model_info(name) for name in list_models()]
+    large = [i for i in infos if i.default_input_size[-1] >= 224 or i.num_params > 25_000_000]
+    # the smallest large model of each family stays in `make test`, so each family is checked at 224 pixels
+    kept = {min((i for i in large if i.family == f), key=lambda i: i.num_params).name
+            for f in {i.family for i in large}}
+    heavy = {i.name for i in large} - kept - quick
+
+    def marks(name: str) -> tuple:
+        if name in quick:
+            return ()
+        return (pytest.mark.slow, pytest.mark.heavy) if name in heavy else (pytest.mark.slow,)
+
+    return [pytest.param(name, marks=marks(name)) for name in list_models()]

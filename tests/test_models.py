@@ -281,8 +281,8 @@ def test_suggestions_ignore_case(typed, suggested):
 
 
 def test_unknown_argument_is_named():
-    with pytest.raises(ModelError, match="unknown argument.*pretrained"):
-        create_model("lenet", pretrained=True)
+    with pytest.raises(ModelError, match="unknown argument.*pretrainde"):
+        create_model("lenet", pretrainde=True)
 
 
 def test_registering_a_name_twice_is_an_error():

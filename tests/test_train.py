@@ -213,7 +213,7 @@ def test_flip_tta_averages_each_image_with_its_mirror(toy, tmp_path):
     probs = dict(ckpt.predict(images[:1], topk=10)[0])
     both = ((plain[:1] + mirrored[:1]) / 2).softmax(dim=1)[0]
     assert [probs[c] for c in ckpt.classes] == pytest.approx(both.tolist(), abs=1e-6)
-    with pytest.raises(ConvzooError, match="--tta must be none or flip"):
+    with pytest.raises(ConvzooError, match="--tta must be one of none, flip, flip-translate"):
         convzoo.evaluate(run, "test", tta="rotate")
 
 

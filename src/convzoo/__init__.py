@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from convzoo._version import __version__
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
+    from convzoo.features import feature_maps
     from convzoo.inspector import ModelSummary, ParameterTable, parameters_table, summary
     from convzoo.models import (
         ConvNet,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
         ModelInfo,
         create_model,
         list_models,
+        list_weights,
         load_torchvision_weights,
         model_info,
     )
@@ -41,8 +43,10 @@ __all__ = [
     "__version__",
     "create_model",
     "evaluate",
+    "feature_maps",
     "fit",
     "list_models",
+    "list_weights",
     "load",
     "load_torchvision_weights",
     "model_info",
@@ -53,10 +57,11 @@ __all__ = [
 # public names imported on first access -> the module that defines them
 _LAZY = {
     **dict.fromkeys(("ConvNet", "InputRange", "ModelInfo", "create_model", "list_models",
-                     "load_torchvision_weights", "model_info"), "convzoo.models"),
+                     "list_weights", "load_torchvision_weights", "model_info"), "convzoo.models"),
     **dict.fromkeys(("ModelSummary", "ParameterTable", "parameters_table", "summary"), "convzoo.inspector"),
     "TrainConfig": "convzoo.train", "evaluate": "convzoo.train", "fit": "convzoo.train",
     "load": "convzoo.train",
+    "feature_maps": "convzoo.features",
 }
 # subpackages reachable as attributes without importing them first (``convzoo.train.read_image``)
 _SUBMODULES = frozenset({"data", "inspector", "models", "scratch", "train"})

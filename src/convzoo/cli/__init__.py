@@ -1,8 +1,8 @@
 """The ``convzoo`` command line, at the edge of the package: nothing in the library imports it.
 
 One module per command (``models``, ``info``, ``summary``, ``params``, ``explain``, ``train``, ``eval``,
-``predict``, ``bench``, ``report``), each with ``register(sub)`` adding its parser and ``run(args)``
-doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`. Command
+``predict``, ``features``, ``export``, ``bench``, ``report``), each with ``register(sub)`` adding its parser
+and ``run(args)`` doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`. Command
 modules import torch and the trainer inside ``run``, so ``convzoo --help`` imports neither on their
 account. Every exception ends at one boundary (:mod:`convzoo.cli._boundary`): a user error is one line
 and exit 2, a bug is a line naming a traceback file and exit 1.
@@ -21,7 +21,8 @@ from convzoo.cli.args import Parser
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # the order of ``convzoo --help``
-COMMANDS = ("models", "info", "summary", "params", "explain", "train", "eval", "predict", "bench", "report")
+COMMANDS = ("models", "info", "summary", "params", "explain", "train", "eval", "predict", "features", "export",
+            "bench", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,7 @@ def _run(argv: Sequence[str]) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    args._argv = list(argv)  # as typed: ``convzoo train --nproc-per-node N`` hands it on to torchrun
     code: int = args._run(args)
     return code
 

@@ -5,6 +5,8 @@
 - ``OSError`` the user can fix (disk full, quota, permissions, read-only file system, too many open files,
   a named file or folder that is missing or of the wrong kind): one line naming the file and the problem,
   exit 2. Any other ``OSError`` is a bug.
+- In a run of several processes (torchrun), a user error or an interrupt reaches every process together and
+  rank 0 alone prints its line; the other processes exit with the same code, silently.
 - ``KeyboardInterrupt``: ``convzoo: interrupted``, exit 130. The trainer's ``Interrupted`` (SIGINT or
   SIGTERM caught inside a run, whose state it saved; ``convzoo report`` lets it through): its one line, which
   names the checkpoint, exit 130 or 143.
@@ -170,6 +172,13 @@ def _interrupted_run(err: BaseException) -> int | None:
     return None
 
 
+def echoed_by_rank_0() -> bool:
+    """Whether this process is a rank other than 0 of a run torchrun started: a user error or an interrupt
+    reaches every process of the run together, and rank 0 alone says so (one message, not one per process).
+    Bugs are still reported by each process."""
+    return os.environ.get("RANK", "0") != "0" and os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+
+
 def guarded(command: Callable[[], int], argv: Sequence[str]) -> int:
     """Run ``command`` (build the parser, parse ``argv``, run the chosen command) and return its exit code,
     or the code and one line on stderr for what it raised (the module docstring lists them)."""
@@ -182,7 +191,8 @@ def guarded(command: Callable[[], int], argv: Sequence[str]) -> int:
         sys.stdout.flush()  # a closed pipe shows here when the output was buffered
         return code
     except KeyboardInterrupt:
-        print("convzoo: interrupted", file=sys.stderr)
+        if not echoed_by_rank_0():
+            print("convzoo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError as err:
         if not _stdout_is_gone():
@@ -191,12 +201,16 @@ def guarded(command: Callable[[], int], argv: Sequence[str]) -> int:
         return 0
     except Exception as raised:
         if (signal_code := _interrupted_run(raised)) is not None:
-            print(one_line(f"convzoo: {raised}"), file=sys.stderr)
+            if not echoed_by_rank_0():
+                print(one_line(f"convzoo: {raised}"), file=sys.stderr)
             return signal_code
         error = as_out_of_memory(raised) or raised
         if isinstance(error, ConvzooError):
             prog = error.prog if isinstance(error, UsageError) else "convzoo"
-            print(one_line(f"{prog}: error: {error}"), file=sys.stderr)
+            if not echoed_by_rank_0():
+                print(one_line(f"{prog}: error: {error}"), file=sys.stderr)
+            else:  # give rank 0 the time to say it before torchrun, seeing this process end, stops the others
+                time.sleep(0.5)
             return EXIT_DIVERGED if isinstance(error, DivergenceError) else EXIT_USER_ERROR
         if isinstance(error, OSError) and (problem := environment_problem(error)) is not None:
             print(one_line(f"convzoo: error: {problem}"), file=sys.stderr)

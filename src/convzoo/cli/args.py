@@ -11,15 +11,17 @@ import itertools
 import math
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from convzoo.errors import OutOfMemory, UsageError
 
 if TYPE_CHECKING:
     from convzoo.models import ConvNet
+    from convzoo.train.pipeline import Preprocess
 
-__all__ = ["Parser", "Subcommands", "add_build_arguments", "add_device_argument", "build_model", "check_values",
-           "positive_float", "positive_int"]
+__all__ = ["ModelSource", "Parser", "Subcommands", "add_build_arguments", "add_device_argument",
+           "add_source_arguments", "build_model", "check_values", "open_source", "positive_float", "positive_int"]
 
 Subcommands = argparse._SubParsersAction  # what ``add_subparsers`` returns; each command's ``register`` takes it
 Options = argparse.ArgumentParser | argparse._ArgumentGroup  # what ``add_argument`` can be called on
@@ -135,7 +137,7 @@ def build_model(args: argparse.Namespace, in_channels: int | None) -> ConvNet:
     """The model ``args.name``, for ``in_channels`` (None: its own) and ``args.num_classes`` (None: its own)."""
     from convzoo.models import create_model
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if in_channels is not None:
         kwargs["in_channels"] = in_channels
     if args.num_classes is not None:
@@ -151,3 +153,73 @@ def check_values(shape: tuple[int, ...], flags: str) -> None:
         size = " x ".join(map(str, shape))
         raise OutOfMemory(f"not enough memory for a tensor of {size} = {values:.3g} values, more than any machine "
                           f"holds; use a smaller {flags}")
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, use: str) -> None:
+    """The model a command works on (``convzoo export``, ``convzoo features``): ``RUN_DIR`` (a run or a
+    checkpoint folder), or ``--model NAME`` with random weights or ``--pretrained DATASET``'s; ``use`` says
+    what the command does with it."""
+    parser.add_argument("run", nargs="?", metavar="RUN_DIR", help=f"a run directory or a checkpoint folder: the "
+                        f"model to {use} (or --model)")
+    parser.add_argument("--model", metavar="NAME", help="a zoo model instead of a run, with random weights unless "
+                        "--pretrained is given")
+    parser.add_argument("--pretrained", metavar="DATASET", help="with --model: the weights convzoo ships for it "
+                        "trained on DATASET (`convzoo models --pretrained` lists them; imagenet: torchvision's, "
+                        "from torch.hub's cache)")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The model ``add_source_arguments``' options chose, with what using it needs."""
+
+    net: ConvNet  # in evaluation mode, on the CPU
+    name: str  # for default file names: the model, and its data set if it has one (``lenet_bn-fashion-mnist``)
+    description: str  # for messages: "run runs/a (checkpoint epoch-0002)", "lenet_bn with random weights"
+    meta: dict[str, Any]  # model, dataset, classes (None: unknown), input: channels, size, mean, std (None: none)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """uint8 images to the model's input: its channels and size, normalised as it was trained."""
+        from convzoo.train.pipeline import Preprocess
+
+        spec = self.meta["input"]
+        mean, std = spec["mean"], spec["std"]
+        return Preprocess(spec["channels"], (spec["size"][0], spec["size"][1]), tuple(mean) if mean else None,
+                          tuple(std) if std else None)
+
+
+def open_source(args: argparse.Namespace, prog: str) -> ModelSource:
+    """The model ``args.run`` / ``args.model`` / ``args.pretrained`` name (``add_source_arguments``); a wrong
+    combination is a ``UsageError`` of ``prog`` (``convzoo export``)."""
+    if args.run is not None and args.model is not None:
+        raise UsageError(prog, f"give RUN_DIR or --model, not both (got {args.run} and --model {args.model})")
+    if args.pretrained is not None and args.model is None:
+        raise UsageError(prog, f"--pretrained {args.pretrained} needs --model NAME (the model whose weights to use)")
+    if args.run is None and args.model is None:
+        raise UsageError(prog, "give a RUN_DIR (a run directory or a checkpoint folder) or --model NAME "
+                               "[--pretrained DATASET]")
+    if args.model is None:
+        from convzoo.train.inference import load
+
+        ckpt = load(args.run)
+        return ModelSource(ckpt.model, f"{ckpt.meta['model']}-{ckpt.meta['dataset']}".replace(":", "-").replace(
+            "/", "_"), f"run {args.run} (checkpoint {ckpt.path.name})", _source_meta(ckpt.meta))
+    if args.pretrained is not None:
+        from convzoo.train.inference import load_pretrained
+
+        ckpt = load_pretrained(args.model, args.pretrained)
+        return ModelSource(ckpt.model, f"{args.model}-{ckpt.meta['dataset']}",
+                           f"{args.model} with its {ckpt.meta['dataset']} weights", _source_meta(ckpt.meta))
+    from convzoo.models import create_model
+
+    net = create_model(args.model).eval()
+    meta = {"model": args.model, "dataset": None, "classes": None,
+            "input": {"channels": net.in_channels, "size": [net.default_size] * 2, "mean": None, "std": None}}
+    return ModelSource(net, args.model, f"{args.model} with random weights (no --pretrained)", meta)
+
+
+def _source_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a ``ModelSource`` keeps of a checkpoint's sidecar."""
+    spec = meta["input"]
+    return {"model": meta["model"], "dataset": meta.get("dataset"), "classes": list(meta["classes"]),
+            "input": {key: spec.get(key) for key in ("channels", "size", "mean", "std")}}

@@ -1,5 +1,9 @@
 """``convzoo predict CHECKPOINT IMAGE...``: the top-k classes of each image, with probabilities.
 
+``convzoo predict --model NAME [--pretrained DATASET] IMAGE...`` predicts with the weights convzoo ships for
+the model (``--pretrained``: those for that data set, else its default ones; ``imagenet``: torchvision's,
+from torch.hub's cache), with their classes and normalisation: no run directory, no training.
+
 An IMAGE is an image file, a folder (every image file under it, as an image folder is read) or a glob
 pattern (``'photos/*.jpg'``, quoted so that the shell leaves it; ``**`` descends into folders). An image that
 cannot be read is reported on stderr, one line each, and the rest are still predicted; the exit code is then
@@ -22,8 +26,13 @@ __all__ = ["expand_images", "register", "run"]
 
 def register(sub: Subcommands) -> None:
     p = sub.add_parser("predict", help="top-k classes of image files, folders or glob patterns")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT", help="a run directory or a checkpoint folder "
+                   "(none with --model)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="an image file, a folder of them, or a glob pattern")
+    p.add_argument("--model", metavar="NAME", help="predict with this zoo model's pretrained weights instead of a "
+                   "checkpoint (`convzoo models --pretrained` lists them)")
+    p.add_argument("--pretrained", metavar="DATASET", help="with --model: the weights trained on DATASET "
+                   "(default: the model's default ones; imagenet: torchvision's, from torch.hub's cache)")
     p.add_argument("--topk", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a line per image")
     add_device_argument(p, default="cpu")
@@ -65,13 +74,24 @@ def expand_images(arguments: list[str]) -> list[tuple[str, str | None]]:
 
 def run(args: argparse.Namespace) -> int:
     from convzoo.cli._boundary import one_line
-    from convzoo.errors import ConvzooError
-    from convzoo.train.inference import load, read_image
+    from convzoo.errors import ConvzooError, UsageError
+    from convzoo.train.inference import load, load_pretrained, read_image
 
-    ckpt = load(args.checkpoint, device=args.device)
+    images = list(args.images)
+    if args.model is not None:  # every positional argument is an image
+        images = [args.checkpoint, *images] if args.checkpoint is not None else images
+        ckpt = load_pretrained(args.model, args.pretrained or True, device=args.device)
+    elif args.pretrained is not None:
+        raise UsageError("convzoo predict", f"--pretrained {args.pretrained} needs --model NAME (the model whose "
+                                            "weights to use)")
+    elif args.checkpoint is None:
+        raise UsageError("convzoo predict", "give a CHECKPOINT (a run directory) before the images, or --model "
+                                            "NAME [--pretrained DATASET] for shipped weights")
+    else:
+        ckpt = load(args.checkpoint, device=args.device)
     failed = 0
     records: list[dict[str, object]] = []
-    for image, error in expand_images(args.images):
+    for image, error in expand_images(images):
         top = None
         if error is None:
             try:

@@ -17,7 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from convzoo.cli.args import Subcommands, add_device_argument
+from convzoo.cli.args import Subcommands, add_device_argument, positive_int
 from convzoo.errors import ConvzooError, RunError
 
 __all__ = ["register", "run"]
@@ -73,15 +73,73 @@ def register(sub: Subcommands) -> None:
                                    "loss), 130/143 interrupted by SIGINT/SIGTERM (state saved; --resume continues).")
     p.add_argument("--config", metavar="FILE.toml", help="read the configuration from a TOML file")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe: d2l (per-model "
-                   "hyperparameters of d2l's train_ch6) or fast (our best CPU recipe)")
+                   "hyperparameters of d2l's train_ch6), fast (our best CPU recipe) or airbench (airbench94's "
+                   "network, hyperparameters and techniques, on CIFAR-10: docs/benchmarks.md)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR exactly where it stopped")
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    p.add_argument("--nproc-per-node", type=positive_int, metavar="N",
+                   help="train with N processes on this machine: starts torchrun's launcher (torchrun --standalone "
+                        "--nproc-per-node N -m convzoo train ...); for several machines run torchrun yourself "
+                        "(see the README)")
     _add_config_flags(p)
     p.set_defaults(_run=run)
 
 
+def _launch(args: argparse.Namespace) -> int:
+    """``convzoo train --nproc-per-node N ...``: the same command line (less ``--nproc-per-node``) in N processes
+    started by torchrun's launcher for one machine (``torchrun --standalone``), in this process. A user error
+    is said once, by rank 0; a process that was killed or crashed is named in one line. The exit code is the
+    first failed process's (128 + the signal for one killed by a signal), 0 when all finished."""
+    import os
+    import signal
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from convzoo.cli._boundary import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR
+
+    argv, rest, skip = list(getattr(args, "_argv", sys.argv[1:])), [], False
+    for token in argv:  # the command line as typed, less --nproc-per-node
+        if skip:
+            skip = False
+        elif token == "--nproc-per-node":
+            skip = True
+        elif not token.startswith("--nproc-per-node="):
+            rest.append(token)
+    n = args.nproc_per_node
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // n)))  # (torchrun's own default would be 1)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0)
+    try:
+        elastic_launch(config, entrypoint=sys.executable)("-m", "convzoo", *rest)
+    except ChildFailedError as failed:
+        said = {EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED, 128 + signal.SIGTERM}  # rank 0 said why
+        # the first to fail; at the same second, not one the launcher itself stopped with SIGTERM
+        first_rank, first = min(failed.failures.items(),
+                                key=lambda item: (item[1].timestamp, item[1].exitcode == -signal.SIGTERM, item[0]))
+        codes = {f.exitcode for f in failed.failures.values()} - {-signal.SIGTERM}  # (the launcher stopped those)
+        if not codes or not codes <= said:
+            def what(rank: int, code: int) -> str:
+                how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                return f"rank {rank} {how}"
+            others = [what(r, f.exitcode) for r, f in sorted(failed.failures.items()) if r != first_rank]
+            print(f"convzoo: error: the run of {n} processes failed: {what(first_rank, first.exitcode)} first"
+                  + (f" ({'; '.join(others)})" if others else "") + "; the last checkpoint is intact (continue "
+                  "with --resume RUN_DIR)", file=sys.stderr)
+        return first.exitcode if first.exitcode > 0 else 128 - first.exitcode
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    from convzoo.cli._boundary import echoed_by_rank_0
     from convzoo.train import Interrupted, fit
+
+    if args.nproc_per_node and args.nproc_per_node > 1 and "RANK" not in os.environ:
+        return _launch(args)
     from convzoo.train.config import load_config_file, resolve_config
 
     file_values = load_config_file(args.config) if args.config else {}
@@ -105,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         fit(config, resume=args.resume, progress=not args.quiet)
     except Interrupted as stop:
-        print(f"convzoo: {stop}; continue with: convzoo train --resume {stop.checkpoint.parent.parent}",
-              file=sys.stderr)
+        if not echoed_by_rank_0():
+            print(f"convzoo: {stop}; continue with: convzoo train --resume {stop.checkpoint.parent.parent}",
+                  file=sys.stderr)
         return stop.exit_code
     return 0

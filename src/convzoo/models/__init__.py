@@ -4,7 +4,7 @@ Importing this package registers every model family (the first import below); a 
 here plus its name on that line.
 """
 
-from convzoo.models import alexnet, course, densenet, fastcnn, googlenet, lenet, nin, resnet, vgg  # noqa: F401
+from convzoo.models import airbench, alexnet, course, densenet, fastcnn, googlenet, lenet, nin, resnet, vgg  # noqa: F401
 from convzoo.models._base import ConvNet, InputRange
 from convzoo.models._registry import (
     D2LRecipe,
@@ -17,6 +17,7 @@ from convzoo.models._registry import (
     register_model,
 )
 from convzoo.models.torchvision_weights import load_torchvision_weights, torchvision_models
+from convzoo.models.weights import WeightsInfo, list_weights  # (registers create_model's pretrained loader)
 
 __all__ = [
     "ConvNet",
@@ -24,9 +25,11 @@ __all__ = [
     "InputRange",
     "ModelInfo",
     "ReportPlan",
+    "WeightsInfo",
     "create_model",
     "d2l_models",
     "list_models",
+    "list_weights",
     "load_torchvision_weights",
     "model_info",
     "register_model",

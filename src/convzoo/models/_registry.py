@@ -36,6 +36,7 @@ __all__ = [
     "list_models",
     "model_info",
     "register_model",
+    "register_weights_loader",
 ]
 
 Builder = TypeVar("Builder", bound=Callable[..., ConvNet])
@@ -180,8 +181,14 @@ def _entry(name: str) -> _Entry:
     return _MODELS[name]
 
 
-def create_model(name: str, **kwargs: Any) -> ConvNet:
-    """Build a registered model; keyword arguments go to its builder (``num_classes``, ``in_channels``, ...)."""
+def create_model(name: str, *, pretrained: bool | str = False, **kwargs: Any) -> ConvNet:
+    """Build a registered model; keyword arguments go to its builder (``num_classes``, ``in_channels``, ...).
+
+    ``pretrained``: ``True`` loads the weights convzoo ships for the model (its default data set), a data
+    set's name the weights for that one (``"imagenet"``: torchvision's, from torch.hub's cache); the model is
+    then built with the weights' classes and input channels unless ``num_classes`` or ``in_channels`` say
+    otherwise, which adapts the weights (``convzoo.models.weights``).
+    """
     entry = _entry(name)
     accepted = inspect.signature(entry.builder).parameters
     unknown = sorted(set(kwargs) - set(accepted))
@@ -189,10 +196,33 @@ def create_model(name: str, **kwargs: Any) -> ConvNet:
         raise ModelError(
             f"{name}: unknown argument(s) {', '.join(unknown)}; it takes {', '.join(accepted)}"
         )
+    load: Callable[[ConvNet], None] | None = None
+    if pretrained is not False:
+        if _WEIGHTS_LOADER is None:  # convzoo.models (which imports the loader) was not imported: a bug
+            raise RuntimeError("no weights loader registered: import convzoo.models, not its modules alone")
+        trained_with, load = _WEIGHTS_LOADER(name, pretrained)
+        kwargs = {**trained_with, **kwargs}
     net = entry.builder(**kwargs)
     if set(kwargs) <= _RANGE_FREE:  # the architecture as registered: its pinned range holds, no probe needed
         net.set_input_range(InputRange(entry.min_side, entry.max_side))
+    if load is not None:
+        load(net)
     return net
+
+
+# what ``create_model(name, pretrained=...)`` calls: (name, pretrained) -> (the builder arguments the weights
+# were trained with, a function loading them into the built model). ``convzoo.models.weights`` registers it
+# when the zoo package is imported; it reads the registry, so the registry cannot import it.
+WeightsLoader = Callable[[str, "bool | str"], tuple[dict[str, Any], Callable[[ConvNet], None]]]
+_WEIGHTS_LOADER: WeightsLoader | None = None
+
+
+def register_weights_loader(loader: WeightsLoader) -> None:
+    """Set the function ``create_model(..., pretrained=...)`` resolves and loads weights with (once)."""
+    global _WEIGHTS_LOADER
+    if _WEIGHTS_LOADER is not None:
+        raise ValueError(f"a weights loader is already registered ({_WEIGHTS_LOADER.__module__})")
+    _WEIGHTS_LOADER = loader
 
 
 # builder arguments that leave the accepted spatial sizes alone: they change the first convolution's input

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from convzoo.models._base import ConvNet
 from convzoo.models._registry import register_model
 
-__all__ = ["ConvGroup", "FastCNN", "FastCNNSpec"]
+__all__ = ["ConvGroup", "FastCNN", "FastCNNSpec", "Scale"]
 
 JORDAN_2024 = "Jordan, 94% on CIFAR-10 in 3.29 Seconds on a Single GPU (airbench)"
 
@@ -28,16 +28,18 @@ class FastCNNSpec:
 
 
 class ConvGroup(nn.Module):
-    """3x3 conv, 2x2 max pool, BN, GELU, 3x3 conv, BN, GELU: halves the side, changes the width."""
+    """3x3 conv, 2x2 max pool, BN, GELU, 3x3 conv, BN, GELU: halves the side, changes the width.
+    ``bn_momentum`` and ``bn_eps`` are the batch norms' (torch's convention: the weight of the new batch)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, bn_momentum: float = 0.1, bn_eps: float = 1e-5
+                 ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
-        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.bn1 = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         self.act1 = nn.GELU()
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.bn2 = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         self.act2 = nn.GELU()
 
     def forward(self, X: Tensor) -> Tensor:

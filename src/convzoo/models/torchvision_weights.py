@@ -22,9 +22,9 @@ from torch import Tensor
 
 from convzoo.errors import WeightsError
 from convzoo.models._base import ConvNet
-from convzoo.models._registry import list_models, model_info
+from convzoo.models._registry import create_model, list_models, model_info
 
-__all__ = ["load_torchvision_weights", "torchvision_models"]
+__all__ = ["load_torchvision_weights", "read_state_dict", "torchvision_models", "zoo_names"]
 
 _COUNTER = "num_batches_tracked"  # batch norm's step counter: torch loads a state_dict without it
 
@@ -35,7 +35,7 @@ def torchvision_models() -> list[str]:
     return [name for name in list_models() if model_info(name).torchvision_layout]
 
 
-def _read(path: str | os.PathLike[str]) -> Mapping[str, Tensor]:
+def read_state_dict(path: str | os.PathLike[str]) -> Mapping[str, Tensor]:
     """A state_dict file: safetensors by its suffix, else ``torch.save``'s format read with ``weights_only``."""
     if Path(path).suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -109,13 +109,9 @@ def load_torchvision_weights(model: ConvNet, state_dict: Mapping[str, Tensor] | 
         raise WeightsError(
             f"{name} does not follow torchvision's layout; torchvision weights load into {', '.join(layouts)}"
         )
-    given = state_dict if isinstance(state_dict, Mapping) else _read(state_dict)
+    given = state_dict if isinstance(state_dict, Mapping) else read_state_dict(state_dict)
     current = model.state_dict()
-    ours, theirs = list(current), _torchvision_names(name)
-    if len(ours) != len(theirs):  # a bug of the registration, not of the user's file
-        raise RuntimeError(f"{name}: {len(ours)} tensors, torchvision's has {len(theirs)}; the layouts differ")
-    known = set(theirs)
-    source = _by_name(name, ours, theirs, given) if any(k in known for k in given) else _by_position(name, ours, given)
+    source = _pairing(name, list(current), given)
     loaded = {}
     for key, tv_key in source.items():
         if tv_key is None:  # a step counter the state_dict lacks
@@ -130,3 +126,22 @@ def load_torchvision_weights(model: ConvNet, state_dict: Mapping[str, Tensor] | 
             )
         loaded[key] = tensor
     model.load_state_dict(loaded, strict=True)
+
+
+def _pairing(name: str, ours: list[str], given: Mapping[str, Tensor]) -> dict[str, str | None]:
+    """Our key -> torchvision's key in ``given`` (None: a step counter it lacks), by name or by position."""
+    theirs = _torchvision_names(name)
+    if len(ours) != len(theirs):  # a bug of the registration, not of the user's file
+        raise RuntimeError(f"{name}: {len(ours)} tensors, torchvision's has {len(theirs)}; the layouts differ")
+    known = set(theirs)
+    return _by_name(name, ours, theirs, given) if any(k in known for k in given) else _by_position(name, ours, given)
+
+
+def zoo_names(name: str, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """torchvision's state_dict of its model ``name``, renamed to the zoo model's tensor names (paired as
+    :func:`load_torchvision_weights` pairs them; a missing step counter is 0). The shapes are left as they
+    are, for a model built with other classes or input channels to adapt (``convzoo.models.weights``)."""
+    with torch.device("meta"):  # the names only
+        ours = list(create_model(name).state_dict())
+    return {key: state_dict[tv_key] if tv_key is not None else torch.tensor(0)
+            for key, tv_key in _pairing(name, ours, state_dict).items()}

@@ -39,10 +39,11 @@ __all__ = ["RECIPES", "TrainConfig", "config_diff", "load_config_file", "resolve
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-INITS = ("default", "xavier", "kaiming")
+INITS = ("default", "xavier", "kaiming", "dirac")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-AUGMENTS = ("none", "flip", "crop", "crop-flip")
-TTAS = ("none", "flip")
+AUGMENTS = ("none", "flip", "crop", "crop-flip", "alt-flip", "crop-alt-flip")
+CROP_MODES = ("zero", "reflect")
+TTAS = ("none", "flip", "flip-translate")
 
 # ranges beyond which a value is a mistake rather than a setting
 MAX_INT = 2**63 - 1  # TOML's largest integer: config.toml must be able to hold the value
@@ -70,6 +71,10 @@ class TrainConfig:
     # what to train, on what
     model: str = _opt("lenet", "zoo model name (convzoo models lists them)")
     model_kwargs: dict[str, Any] = _opt({}, "extra keyword arguments for the model builder (TOML table)", cli=False)
+    init_from: str | None = _opt(None, "start from trained weights instead of a fresh init (fine-tuning): a run "
+                                 "directory (its selected checkpoint), a checkpoint folder, or a .safetensors or "
+                                 ".pt weights file of the same model; the classifier is new when the classes "
+                                 "differ")
     dataset: str = _opt("fashion-mnist", "mnist, fashion-mnist, cifar10 or imagefolder:PATH")
     data_dir: str | None = _opt(None, "folder holding the data set (else $CONVZOO_DATA, Debian's, the cache)",
                                 run=False)
@@ -80,11 +85,17 @@ class TrainConfig:
     # input pipeline, applied to whole batches on the training device
     resize: int | None = _opt(None, "resize images to this side in pixels (default: the data set's size)")
     normalize: bool = _opt(True, "subtract the training split's channel means, divide by its stds")
-    augment: str = _opt("none", "training-batch augmentation: random crop with padding and/or horizontal flip",
-                        AUGMENTS)
-    crop_padding: int = _opt(4, "zero padding in pixels for the random crop")
-    tta: str = _opt("none", "test-time augmentation of every evaluation: none, or flip (average the logits of "
-                            "each image and its mirror image)", TTAS)
+    augment: str = _opt("none", "training-batch augmentation: none, flip, crop, crop-flip (random crop with "
+                                "padding and/or horizontal flip), alt-flip or crop-alt-flip (each image flipped in "
+                                "every other epoch, from a random first epoch per image, instead of at random: "
+                                "airbench's alternating flips)", AUGMENTS)
+    crop_padding: int = _opt(4, "padding in pixels for the random crop (a shift of up to this many pixels)")
+    crop_mode: str = _opt("zero", "what the crop's padding holds: zero (black) or reflect (the image mirrored at "
+                                  "its edges, as airbench's translation)", CROP_MODES)
+    tta: str = _opt("none", "test-time augmentation of every evaluation: none, flip (average the logits of "
+                            "each image and its mirror image) or flip-translate (also the image shifted by one "
+                            "pixel up-left and down-right, reflect-padded, and their mirrors: half the weight on "
+                            "the unshifted pair, as airbench)", TTAS)
     # optimisation
     epochs: int = _opt(10, "passes over the training split")
     batch_size: int = _opt(256, "images per training step")
@@ -95,9 +106,24 @@ class TrainConfig:
     schedule: str = _opt("constant", "learning-rate schedule over all steps", SCHEDULES)
     warmup_epochs: float = _opt(0.0, "linear warm-up from 0 to lr over this many epochs")
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing in [0, 1)")
-    init: str = _opt("default", "weight init: the model's own, xavier (d2l: Xavier-uniform conv/linear), or kaiming "
-                                "(He-normal conv/linear for ReLU, zero biases: deep nets without batch norm)",
+    init: str = _opt("default", "weight init: the model's own, xavier (d2l: Xavier-uniform conv/linear), kaiming "
+                                "(He-normal conv/linear for ReLU, zero biases: deep nets without batch norm), or "
+                                "dirac (the model's own, then each 3x3 convolution after the first passes its "
+                                "input channels through unchanged: identity filters, airbench's init)",
                      INITS)
+    # airbench's techniques (docs/benchmarks.md), each usable by any run where it makes sense
+    whiten: bool = _opt(False, "before training, set the model's whitening layer (airbench_cifar's first conv) "
+                               "from the patch covariance of 5,000 training images drawn from the seed, and freeze "
+                               "its kernels")
+    bn_frozen_scale: bool = _opt(False, "batch-norm scales fixed at 1 and not trained (the shifts still are)")
+    bias_lr_scale: float = _opt(1.0, "learning-rate multiplier for the batch-norm shifts (biases), their weight "
+                                     "decay per step unchanged (airbench: 64)")
+    ema: float = _opt(0.0, "decay per step of a moving average of the weights (0: off; airbench: 0.95), which "
+                           "is what is evaluated and checkpointed; the decay grows as (step / last step)^3 up "
+                           "to this value, so the average forgets the early weights")
+    ema_every: int = _opt(1, "steps between updates of the moving average (each decays by --ema to that power)")
+    lookahead: bool = _opt(False, "at each update of the moving average, set the training weights to it "
+                                  "(airbench's lookahead; needs --ema)")
     # honesty: choices are made on validation data only
     val_split: float = _opt(0.0, "fraction of the training split held out for validation (best checkpoint, "
                                  "early stopping)")
@@ -112,9 +138,18 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the model (costs 15-40 s up front)")
     amp: bool = _opt(False, "bfloat16 autocast (cuda only; slower than float32 on CPUs without bf16)")
     eval_batch_size: int = _opt(1024, "images per evaluation step")
+    # several processes (torchrun): the result does not depend on how many computed it
+    threads: int | None = _opt(None, "CPU threads per process (default: the machine's cores divided by the "
+                                     "processes on it; torchrun alone would set 1)", run=False)
+    sync_bn: bool = _opt(False, "SyncBatchNorm across processes (CUDA only; else each process normalises over "
+                                "its own shard of the global batch)")
+    dist_timeout: float = _opt(60.0, "seconds a process waits for its peers (start-up, every exchange) before "
+                                     "the run fails", run=False)
     # output
     out: str | None = _opt(None, "run directory (default runs/MODEL-DATASET-TIMESTAMP)", run=False)
-    recipe: str | None = _opt(None, "named recipe the values started from (d2l, fast)", cli=False, run=False)
+    tensorboard: bool = _opt(False, "also write each epoch's metrics and learning rate as TensorBoard events in "
+                                    "RUN_DIR/tensorboard (needs pip install 'convzoo[tensorboard]')", run=False)
+    recipe: str | None = _opt(None, "named recipe the values started from (d2l, fast, airbench)", cli=False, run=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -145,6 +180,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             whole(name, 1)
         whole("resize", 1, MAX_SIDE)
+        whole("threads", 1, 4096)
+        if not 1 <= self.dist_timeout <= 86400:
+            raise bad("dist_timeout", self.dist_timeout, "a number of seconds from 1 to 86400")
         whole("crop_padding", 0, MAX_SIDE)
         if not 0 < self.lr <= MAX_LR:  # (NaN fails every comparison)
             raise bad("lr", self.lr, f"a number > 0 and at most {MAX_LR:g}")
@@ -156,6 +194,13 @@ class TrainConfig:
             raise bad("weight_decay", self.weight_decay, f"a number in [0, {MAX_WEIGHT_DECAY:g}]")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise bad("warmup_epochs", self.warmup_epochs, f"a number in [0, epochs={self.epochs}]")
+        if not 0 < self.bias_lr_scale <= 1e4:
+            raise bad("bias_lr_scale", self.bias_lr_scale, "a number > 0 and at most 10000")
+        if not 0 <= self.ema < 1:
+            raise bad("ema", self.ema, "a decay in [0, 1) (0: no moving average)")
+        whole("ema_every", 1)
+        if self.lookahead and not self.ema:
+            raise ConvzooError("--lookahead needs a moving average to look ahead to: add --ema 0.95 (airbench's)")
         if self.early_stopping and not self.val_split:
             raise ConvzooError("--early-stopping needs a validation split (--val-split 0.1, say): "
                                "the test split is never used for choices")
@@ -223,7 +268,24 @@ def _fast(model: str) -> dict[str, Any]:
                 warmup_epochs=0.5, label_smoothing=0.1, normalize=True, batch_size=256)
 
 
-RECIPES = {"d2l": _d2l, "fast": _fast}
+def _airbench(model: str) -> dict[str, Any]:
+    """airbench94's recipe (Jordan 2024) on its network, ``airbench_cifar`` on CIFAR-10, every technique on.
+
+    airbench sums the loss over the batch and states its lr and weight decay per 1024 images, divided by the
+    step growth of Nesterov momentum, ``1 + 1 / (1 - momentum)``; for the mean loss used here that is
+    ``lr = 11.5 x batch / 1024 / (1 + 1 / (1 - momentum))`` (1.5 at batch 1024) and a weight decay of
+    ``0.0153 / 11.5`` (the same decay per step). Its schedule rises from 0.2 x lr over 23% of the steps and
+    falls to 0.07 x lr; the one-cycle one here rises from 0 and falls to 0. 9.9 epochs there, 10 here.
+    """
+    batch, momentum = 1024, 0.85
+    return dict(model="airbench_cifar", dataset="cifar10", batch_size=batch, epochs=10, optimizer="nesterov",
+                momentum=momentum, lr=11.5 * batch / 1024 / (1 + 1 / (1 - momentum)), weight_decay=0.0153 / 11.5,
+                schedule="onecycle", warmup_epochs=2.3, label_smoothing=0.2, normalize=True, init="dirac",
+                whiten=True, bn_frozen_scale=True, bias_lr_scale=64.0, ema=0.95, ema_every=5, lookahead=True,
+                augment="crop-alt-flip", crop_padding=2, crop_mode="reflect", tta="flip-translate")
+
+
+RECIPES = {"d2l": _d2l, "fast": _fast, "airbench": _airbench}
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -245,7 +307,11 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] | None = None,
                    overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the recipe, then the file, then the overrides; validated."""
+    """Defaults, then the recipe, then the file, then the overrides; validated.
+
+    A recipe that sets both ``epochs`` and ``warmup_epochs`` (airbench's) warms up for that share of the
+    epochs: another ``epochs`` given without ``warmup_epochs`` keeps the share (``--epochs 1`` warms up for
+    0.23 of an epoch, not 2.3)."""
     file_values = dict(file_values or {})
     overrides = dict(overrides or {})
     recipe = overrides.pop("recipe", None) or recipe or file_values.pop("recipe", None)
@@ -256,6 +322,11 @@ def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] 
             raise ConvzooError(f"unknown recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
         values.update(RECIPES[recipe](model))
         values["recipe"] = recipe
+        given = {**file_values, **overrides}
+        epochs = given.get("epochs")
+        if values.get("warmup_epochs") and "epochs" in values and "warmup_epochs" not in given \
+                and isinstance(epochs, int) and not isinstance(epochs, bool):
+            values["warmup_epochs"] = values["warmup_epochs"] * epochs / values["epochs"]
     values.update(file_values)
     values.update(overrides)
     return TrainConfig(**values)

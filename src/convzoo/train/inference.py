@@ -23,7 +23,8 @@ from convzoo.train.evaluation import EvalResult, evaluate_batches, tta_logits
 from convzoo.train.pipeline import Batches, Preprocess
 from convzoo.train.saver import data_changes, split_identity
 
-__all__ = ["ACCEPTED_IMAGES", "Checkpoint", "EvalReport", "as_image_batches", "evaluate", "load", "read_image"]
+__all__ = ["ACCEPTED_IMAGES", "Checkpoint", "EvalReport", "as_image_batches", "evaluate", "load", "load_pretrained",
+           "read_image"]
 
 MIN_SIDE = 4  # smaller images cannot show anything worth classifying
 
@@ -63,11 +64,12 @@ class Checkpoint:
         what was given and what is accepted.
 
         A run trained with ``tta = "flip"`` averages the logits of each image and its mirror image, as its
-        evaluation did.
+        evaluation did (``"flip-translate"``: also its one-pixel shifts, see ``tta_logits``).
         """
         batch = as_image_batches(images, self.preprocess.in_channels)  # each 1 x C x H x W on the 0..255 scale
         k = min(topk, len(self.classes))
-        tta = "flip" if self.meta.get("config", {}).get("tta") == "flip" else "none"
+        tta = self.meta.get("config", {}).get("tta")
+        tta = tta if tta in TTAS else "none"
         results = []
         for X in batch:
             probs = tta_logits(self.model, self.preprocess(X.to(self.device)), tta).softmax(dim=1)[0]
@@ -88,6 +90,22 @@ def load(checkpoint: str | os.PathLike[str], device: str = "cpu") -> Checkpoint:
     net = model_from_sidecar(meta, folder)
     net.load_state_dict(weights)
     return Checkpoint(folder, net.to(pick_device(device)).eval(), meta)
+
+
+def load_pretrained(model: str, dataset: bool | str = True, device: str = "cpu") -> Checkpoint:
+    """A zoo model with its pretrained weights (``create_model(model, pretrained=dataset)``: ``True`` its
+    default data set's), as a :class:`Checkpoint` that predicts with the classes, input size and
+    normalisation of those weights; no run directory needed."""
+    from convzoo.models import create_model
+    from convzoo.models.weights import weights_for
+
+    info = weights_for(model, dataset)
+    net = create_model(model, pretrained=info.dataset)
+    meta = {"model": model, "dataset": info.dataset, "classes": list(info.classes), "config": {},
+            "input": {"channels": info.in_channels, "size": list(info.input_size[1:]),
+                      "mean": None if info.mean is None else list(info.mean),
+                      "std": None if info.std is None else list(info.std)}}
+    return Checkpoint(info.path, net.to(pick_device(device)).eval(), meta)
 
 
 def read_image(path: str | os.PathLike[str]) -> Tensor:
@@ -251,14 +269,14 @@ def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_di
              device: str = "auto", batch_size: int = 1024, tta: str | None = None) -> EvalReport:
     """Evaluate a run's selected checkpoint (or a given checkpoint) on its data set's test or validation split.
 
-    ``tta`` (none or flip) defaults to the run's own ``tta`` setting. The split must be the one the run
-    recorded (``data_identity`` in its sidecar, by content): a ``DataError`` names what changed; a run saved
-    before runs recorded it is evaluated unchecked, with a ``UserWarning`` saying so.
+    ``tta`` (none, flip or flip-translate) defaults to the run's own ``tta`` setting. The split must be the one
+    the run recorded (``data_identity`` in its sidecar, by content): a ``DataError`` names what changed; a run
+    saved before runs recorded it is evaluated unchecked, with a ``UserWarning`` saying so.
     """
     if split not in ("test", "val"):
         raise ConvzooError(f"--split must be test or val, got {split!r}")
     if tta is not None and tta not in TTAS:  # before loading anything
-        raise ConvzooError(f"--tta must be {' or '.join(TTAS)}, got {tta!r}")
+        raise ConvzooError(f"--tta must be one of {', '.join(TTAS)}, got {tta!r}")
     ckpt = load(checkpoint, device=str(pick_device(device)))
     meta = ckpt.meta
     name = meta["dataset"]

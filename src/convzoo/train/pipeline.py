@@ -11,7 +11,7 @@ draws exactly what the uninterrupted run drew.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +21,7 @@ from torch import Tensor
 from convzoo.data import Split
 from convzoo.errors import ConvzooError
 
-__all__ = ["Augment", "Batches", "Preprocess", "derive_seed", "generator"]
+__all__ = ["Augment", "Batches", "Preprocess", "alternating_flips", "derive_seed", "generator"]
 
 
 def derive_seed(seed: int, *keys: object) -> int:
@@ -76,34 +76,71 @@ def convert_channels(X: Tensor, channels: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Augment:
-    """Random crop after zero padding, and/or horizontal flip, drawn independently per image."""
+    """Random crop after padding (zero or reflected), and/or horizontal flip, drawn independently per image;
+    or alternating flips (``alternate``): each image flipped in every other epoch, which epoch first drawn
+    once per image from the seed (:func:`alternating_flips`), so that every pair of consecutive epochs sees
+    each image once each way (Jordan 2024's derandomised flips)."""
 
-    crop_padding: int = 0  # pixels of zero padding; 0: no crop
+    crop_padding: int = 0  # pixels of padding; 0: no crop
     flip: bool = False
+    alternate: bool = False  # flips alternate per image over the epochs instead of being drawn (with ``flip``)
+    reflect: bool = False  # the padding mirrors the image at its edges instead of being zeros
 
     @classmethod
-    def from_name(cls, name: str, crop_padding: int) -> Augment | None:
-        """``none``, ``flip``, ``crop`` or ``crop-flip`` (the config's ``augment``)."""
+    def from_name(cls, name: str, crop_padding: int, crop_mode: str = "zero") -> Augment | None:
+        """``none``, ``flip``, ``crop``, ``crop-flip``, ``alt-flip`` or ``crop-alt-flip`` (the config's
+        ``augment``), the crop padded with ``crop_mode`` (``zero`` or ``reflect``)."""
         if name == "none":
             return None
-        return cls(crop_padding=crop_padding if "crop" in name else 0, flip="flip" in name)
+        return cls(crop_padding=crop_padding if "crop" in name else 0, flip="flip" in name,
+                   alternate="alt-flip" in name, reflect=crop_mode == "reflect")
 
-    def __call__(self, X: Tensor, gen: torch.Generator) -> Tensor:
+    def __call__(self, X: Tensor, gen: torch.Generator, take: slice | None = None, drawn: int | None = None,
+                 flips: Tensor | None = None) -> Tensor:
+        """Augment batch ``X``. In a run of several processes ``X`` is the rows ``take`` of a global batch of
+        ``drawn`` images: the draws are made for the whole global batch and this shard's rows taken, so that
+        every image gets the same crop and flip whatever the number of processes. ``flips`` (``drawn``
+        booleans, for ``alternate``): which images of the global batch to flip."""
         B, C, H, W = X.shape
+        drawn = drawn or B
+
+        def ours(values: Tensor) -> Tensor:  # drawn -> B
+            return (values if take is None else values[take]).to(X.device)
+
         if self.crop_padding:
             p = self.crop_padding
-            padded = F.pad(X, (p, p, p, p))  # B x C x H+2p x W+2p
-            dy = torch.randint(0, 2 * p + 1, (B,), generator=gen, device=gen.device).to(X.device)
-            dx = torch.randint(0, 2 * p + 1, (B,), generator=gen, device=gen.device).to(X.device)
+            if self.reflect and p >= min(H, W):
+                raise ConvzooError(f"--crop-mode reflect mirrors the image at its edges, so --crop-padding must be "
+                                   f"below the image's side {min(H, W)}, got {p}")
+            padded = F.pad(X, (p, p, p, p), mode="reflect" if self.reflect else "constant")  # B x C x H+2p x W+2p
+            dy = ours(torch.randint(0, 2 * p + 1, (drawn,), generator=gen, device=gen.device))
+            dx = ours(torch.randint(0, 2 * p + 1, (drawn,), generator=gen, device=gen.device))
             rows = (dy[:, None] + torch.arange(H, device=X.device))[:, None, :, None]  # B x 1 x H x 1
             cols = (dx[:, None] + torch.arange(W, device=X.device))[:, None, None, :]  # B x 1 x 1 x W
             batch = torch.arange(B, device=X.device)[:, None, None, None]
             chans = torch.arange(C, device=X.device)[None, :, None, None]
             X = padded[batch, chans, rows, cols]  # B x C x H x W
         if self.flip:
-            flip = (torch.rand(B, generator=gen, device=gen.device) < 0.5).to(X.device)
+            if self.alternate:
+                if flips is None or len(flips) != drawn:
+                    raise ValueError("alternating flips need the flips of the global batch (Batches gives them)")
+                flip = ours(flips)
+            else:
+                flip = ours(torch.rand(drawn, generator=gen, device=gen.device) < 0.5)
             X = torch.where(flip[:, None, None, None], X.flip(-1), X)
         return X
+
+
+def alternating_flips(seed: int, count: int) -> Callable[[Tensor, int], Tensor]:
+    """For a split of ``count`` images: ``flips(index, epoch)``, whether to flip images ``index`` in epoch
+    ``epoch`` (0-based). Each image's first flip is drawn from ``seed``: it is flipped in epochs 0, 2, 4, ...
+    or in 1, 3, 5, ..., so that any two consecutive epochs flip exactly the images the other did not."""
+    first = torch.rand(count, generator=generator(seed, "alternating flips")) < 0.5  # count: flipped in epoch 0?
+
+    def flips(index: Tensor, epoch: int) -> Tensor:
+        return first[index.cpu()] ^ bool(epoch % 2)
+
+    return flips
 
 
 class Batches:
@@ -111,10 +148,20 @@ class Batches:
 
     Training batches come from a fresh permutation per epoch; evaluation batches are plain slices.
     The uint8 split moves to an accelerator once (its uint8 size); on the CPU it is not copied.
+
+    ``shard=(rank, world)``: this process's part, for a run of ``world`` processes. Training: ``batch_size``
+    is the global batch; every process draws the same permutation and takes the rows ``rank::world`` of
+    each global batch (``len`` and the steps are the global ones). Evaluation: this process's contiguous
+    ``1/world`` of the split.
     """
 
     def __init__(self, split: Split, batch_size: int, *, device: torch.device, preprocess: Preprocess,
-                 shuffle: bool = False, augment: Augment | None = None, seed: int = 0) -> None:
+                 shuffle: bool = False, augment: Augment | None = None, seed: int = 0,
+                 shard: tuple[int, int] = (0, 1)) -> None:
+        rank, world = shard
+        if shuffle and batch_size % world:
+            raise ConvzooError(f"--batch-size {batch_size} is the global batch and must divide by the {world} "
+                               f"processes; use --batch-size {max(world, batch_size // world * world)}")
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
@@ -123,9 +170,15 @@ class Batches:
         self.augment = augment
         self.seed = seed
         self.device = device
+        self.shard = shard
         n = len(self.labels)
-        # a final batch of one image would break training-mode batch norm: drop it
-        self.steps = n // batch_size + (1 if n % batch_size > (1 if shuffle else 0) else 0)
+        self.flips = alternating_flips(seed, n) if augment is not None and augment.alternate else None
+        if shuffle:
+            # a final batch of fewer than 2 images per process would break training-mode batch norm: drop it
+            self.steps = n // batch_size + (1 if n % batch_size >= 2 * world else 0)
+        else:
+            self.lo, self.hi = n * rank // world, n * (rank + 1) // world  # this process's slice
+            self.steps = -(-(self.hi - self.lo) // batch_size)
 
     def __len__(self) -> int:
         return self.steps
@@ -136,13 +189,30 @@ class Batches:
         if self.shuffle:
             order = torch.randperm(len(self.labels), generator=generator(self.seed, "shuffle", epoch))
             order = order.to(self.device)
+        rank, world = self.shard
         for step in range(start, self.steps):
             lo, hi = step * self.batch_size, (step + 1) * self.batch_size
+            rows: slice | None = None
+            flips: Tensor | None = None
             if order is None:
+                lo, hi = self.lo + lo, min(self.lo + hi, self.hi)
                 X, y = self.images[lo:hi], self.labels[lo:hi]
+                drawn = len(y)
+                if self.flips is not None:
+                    flips = self.flips(torch.arange(lo, hi), epoch)
             else:
                 index = order[lo:hi]
+                drawn = len(index)
+                if self.flips is not None:
+                    flips = self.flips(index, epoch)  # (for the global batch: each process takes its rows)
+                if world > 1:
+                    rows = slice(rank, None, world)
+                    index = index[rows]  # this process's rows of the global batch
                 X, y = self.images.index_select(0, index), self.labels.index_select(0, index)
             if self.augment is not None:
-                X = self.augment(X, generator(self.seed, "augment", epoch, step))
+                X = self.augment(X, generator(self.seed, "augment", epoch, step), rows, drawn, flips)
             yield step, self.preprocess(X), y
+
+    def global_size(self, step: int) -> int:
+        """Images in global batch ``step`` (all processes together)."""
+        return min(self.batch_size, len(self.labels) - step * self.batch_size)

@@ -5,7 +5,8 @@ epoch:
 - ``save``: one checkpoint (weights, sidecar, ``state.pt``) written atomically by
   ``checkpoint.write_checkpoint``, then ``last`` pointed at it;
 - ``end_epoch``: that, plus ``best`` when the epoch set a new best validation accuracy, pruning what no
-  pointer names, and ``metrics.csv`` / ``metrics.jsonl`` / ``curves.png`` rewritten from the history;
+  pointer names, and ``metrics.csv`` / ``metrics.jsonl`` / ``curves.png`` rewritten from the history (and,
+  for a run with ``tensorboard = true``, the epoch's TensorBoard events in ``tensorboard/``);
 - ``resume``: recovery after a crash (a checkpoint left as ``.old-NAME-PID`` by a kill in a re-save is
   renamed back, ``last`` is pointed at the furthest complete one, ``best`` pointed again if a kill came
   between the checkpoint and the pointer, the metrics files and curves rewritten if a kill came between
@@ -36,6 +37,7 @@ from convzoo.train.checkpoint import checkpoint_name, point, prune, read_checkpo
 from convzoo.train.plots import plot_curves
 from convzoo.train.report import write_metrics
 from convzoo.train.state import TrainingState
+from convzoo.train.tensorboard import TensorBoardLog, require_tensorboard
 
 __all__ = ["CheckpointSaver", "data_changes", "data_identity", "split_identity"]
 
@@ -93,7 +95,8 @@ def _count(identity: Mapping[str, Any] | None) -> str:
 class CheckpointSaver:
     """Persists one run in ``run_dir``. ``sidecar`` holds the fields every checkpoint's ``model.json``
     shares (format, model and its arguments, data set, classes, input, config); each save adds the epoch,
-    step, metrics and time. ``title`` heads ``curves.png``."""
+    step, metrics and time. ``title`` heads ``curves.png``. A sidecar whose config has ``tensorboard`` set
+    also gets TensorBoard events; a missing ``tensorboard`` package is an error here, before any file exists."""
 
     def __init__(self, run_dir: Path, sidecar: Mapping[str, Any], title: str = "") -> None:
         self.run_dir = run_dir
@@ -101,6 +104,10 @@ class CheckpointSaver:
         self.sidecar = dict(sidecar)
         self.title = title
         self.resumed_sidecar: dict[str, Any] | None = None  # the model.json ``resume`` continued from
+        self.tensorboard: TensorBoardLog | None = None
+        if self.sidecar.get("config", {}).get("tensorboard"):
+            require_tensorboard()
+            self.tensorboard = TensorBoardLog(run_dir / "tensorboard")
 
     def save(self, weights: Mapping[str, Tensor], state: TrainingState,
              metrics: dict[str, Any] | None = None) -> Path:
@@ -127,9 +134,12 @@ class CheckpointSaver:
         return path
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        """Rewrite ``metrics.csv``, ``metrics.jsonl`` and ``curves.png`` from the whole history."""
+        """Rewrite ``metrics.csv``, ``metrics.jsonl`` and ``curves.png`` from the whole history; write the
+        TensorBoard events of the epochs not written yet."""
         write_metrics(self.run_dir, history)
         plot_curves(history, self.run_dir / "curves.png", title=self.title)
+        if self.tensorboard is not None:
+            self.tensorboard.write(history)
 
     def resume(self) -> tuple[dict[str, Tensor], TrainingState] | None:
         """Make the run resumable after whatever ended it, and return the weights and training state to

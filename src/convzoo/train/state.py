@@ -10,6 +10,9 @@ first version, so every checkpoint ever written resumes:
     {"optimizer", "schedule": {"step"}, "rng": {"torch"}, "epoch", "step", "sums", "history",
      "best_val", "since_best", "best_epoch"}
 
+and, for a run that keeps a moving average of its weights (``--ema``), ``"train_weights"``: the weights
+training continues from, the checkpoint's own weights being the average that was evaluated.
+
 Reading trusts nothing: ``torch.load(weights_only=True)`` (plain tensors and containers, never arbitrary
 objects), then every field is checked against what the loop writes and the model it is for.
 """
@@ -17,6 +20,7 @@ objects), then every field is checked against what the loop writes and the model
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +81,8 @@ class TrainingState:
     optimizer: dict[str, Any] = field(default_factory=dict)  # torch.optim.Optimizer.state_dict()
     rng: dict[str, Tensor] = field(default_factory=dict)  # {"torch": torch.get_rng_state()}
     schedule_step: int = 0  # global step of the next training step: epoch x steps per epoch + step
+    # a run with a moving average of its weights: the training weights (its checkpoint holds the average)
+    train_weights: dict[str, Tensor] = field(default_factory=dict)
 
     def finish_epoch(self, row: dict[str, Any]) -> None:
         """Epoch ``epoch + 1`` ended with metrics ``row``: record it, update the best, move to the next epoch."""
@@ -84,17 +90,23 @@ class TrainingState:
         self.best.update(row.get("val_acc"), self.epoch + 1)
         self.epoch, self.step, self.sums = self.epoch + 1, 0, EpochSums()
 
-    def snapshot(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> TrainingState:
-        """This state with the optimizer's and the RNG's state as they are now: what a checkpoint saves."""
+    def snapshot(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                 train_weights: Mapping[str, Tensor] | None = None) -> TrainingState:
+        """This state with the optimizer's and the RNG's state as they are now: what a checkpoint saves.
+        ``train_weights``: the training weights, when the checkpoint's weights are their moving average."""
         return dataclasses.replace(self, optimizer=optimizer.state_dict(), rng={"torch": torch.get_rng_state()},
-                                   schedule_step=self.epoch * steps_per_epoch + self.step)
+                                   schedule_step=self.epoch * steps_per_epoch + self.step,
+                                   train_weights=dict(train_weights or {}))
 
     def to_dict(self) -> dict[str, Any]:
         """The dict saved as ``state.pt`` (plain containers and tensors: ``weights_only`` loads it)."""
-        return {"optimizer": self.optimizer, "schedule": {"step": self.schedule_step}, "rng": dict(self.rng),
-                "epoch": self.epoch, "step": self.step, "sums": dataclasses.asdict(self.sums),
-                "history": self.history, "best_val": self.best.val, "since_best": self.best.since,
-                "best_epoch": self.best.epoch}
+        saved = {"optimizer": self.optimizer, "schedule": {"step": self.schedule_step}, "rng": dict(self.rng),
+                 "epoch": self.epoch, "step": self.step, "sums": dataclasses.asdict(self.sums),
+                 "history": self.history, "best_val": self.best.val, "since_best": self.best.since,
+                 "best_epoch": self.best.epoch}
+        if self.train_weights:
+            saved["train_weights"] = dict(self.train_weights)
+        return saved
 
     @classmethod
     def read(cls, path: Path, net: nn.Module) -> TrainingState:
@@ -110,7 +122,8 @@ class TrainingState:
         _validate(raw, net, path)
         return cls(epoch=raw["epoch"], step=raw["step"], sums=EpochSums(**raw["sums"]), history=list(raw["history"]),
                    best=Best(float(raw["best_val"]), raw["since_best"], raw["best_epoch"]),
-                   optimizer=raw["optimizer"], rng=dict(raw["rng"]), schedule_step=raw["schedule"]["step"])
+                   optimizer=raw["optimizer"], rng=dict(raw["rng"]), schedule_step=raw["schedule"]["step"],
+                   train_weights=dict(raw.get("train_weights", {})))
 
 
 def _is_int(value: object) -> bool:
@@ -154,6 +167,13 @@ def _validate(state: object, net: nn.Module, path: Path) -> None:
     indices = sorted(i for g in groups for i in g["params"] if _is_int(i))
     if indices != list(range(len(params))):
         raise damaged(f"the optimizer holds {len(indices)} parameters, the model {len(params)}")
+    if all("param_names" in g for g in groups):  # groups made of named parameters (--bias-lr-scale's): by name
+        named = {n: p.shape for n, p in net.named_parameters()}
+        pairs = [(i, n) for g in groups for i, n in zip(g["params"], g["param_names"], strict=False)]
+        if any(not isinstance(g["param_names"], list) or len(g["param_names"]) != len(g["params"]) for g in groups) \
+                or sorted(str(n) for _, n in pairs) != sorted(named):
+            raise damaged("the optimizer's parameter names are not the model's")
+        params = [named[n] for _, n in sorted(pairs)]
     for index, values in per_param.items():
         if not _is_int(index) or not 0 <= index < len(params) or not isinstance(values, dict):
             raise damaged(f"the optimizer state names parameter {index!r:.40}")
@@ -161,6 +181,11 @@ def _validate(state: object, net: nn.Module, path: Path) -> None:
             if isinstance(value, Tensor) and value.dim() > 0 and value.shape != params[index]:
                 raise damaged(f"the optimizer's {name} of parameter {index} has shape {tuple(value.shape)}, "
                               f"the parameter {tuple(params[index])}")
+    weights = state.get("train_weights", {})
+    expected = {n: t.shape for n, t in net.state_dict().items()}
+    if not isinstance(weights, dict) or (weights and (set(weights) != set(expected) or any(
+            not isinstance(t, Tensor) or t.shape != expected[n] for n, t in weights.items()))):
+        raise damaged("'train_weights' are not weights of the model")
     schedule = state.get("schedule")
     if not isinstance(schedule, dict) or not _is_int(schedule.get("step")) or schedule["step"] < 0:
         raise damaged(f"'schedule' is {schedule!r:.40}, expected {{'step': a whole number >= 0}}")

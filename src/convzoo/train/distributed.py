@@ -1,0 +1,224 @@
+"""Several processes, one run: ``torch.distributed`` with ``DistributedDataParallel``, launched by ``torchrun``.
+
+convzoo adds no engine of its own. ``torchrun`` starts the processes and sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup` reads them, joins the
+process group (gloo on a CPU, nccl on CUDA) with a timeout, so that a missing peer fails the run in seconds,
+and sets the threads per process. Without those variables a run is one process and nothing here does
+anything (:data:`SINGLE`).
+
+What the loop needs beyond ``DistributedDataParallel``'s gradient averaging is here, each a no-op for one
+process: sums across processes (the epoch's loss and accuracy, the evaluation's confusion matrix), the
+average of the batch-norm running statistics, an agreement on errors (a user error raised by one process
+stops every process with that message, printed once, by rank 0) and an object sent from rank 0 to all
+(the run directory's name, a checkpoint read from rank 0's disk).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from convzoo.errors import ConvzooError, RunError
+
+__all__ = ["SINGLE", "Dist", "PeerLostError", "from_environment", "setup"]
+
+T = TypeVar("T")
+
+
+class PeerLostError(RunError):
+    """Another process of the run stopped (killed, or failed with its own message) or stopped answering."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process stands in the run: its global rank among ``world`` processes, and its rank among
+    the ``local_world`` processes on this machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    backend: str | None = None  # "gloo" or "nccl" once joined; None for one process
+
+    @property
+    def main(self) -> bool:
+        """Global rank 0: the one process that prints, plots and writes files."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    # ---- exchanges: each a no-op for one process -------------------------------------------------
+
+    def sum_(self, tensor: Tensor) -> Tensor:
+        """Sum ``tensor`` over every process, in place; returns it."""
+        if self.active:
+            with self._peers():
+                torch.distributed.all_reduce(tensor)
+        return tensor
+
+    def max_(self, tensor: Tensor) -> Tensor:
+        if self.active:
+            with self._peers():
+                torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return tensor
+
+    def barrier(self) -> None:
+        if self.active:
+            with self._peers():
+                torch.distributed.barrier()
+
+    def from_main(self, make: Callable[[], T]) -> T:
+        """``make()`` computed by rank 0 and sent to every process (as a pickled object: small things only,
+        and a checkpoint of the zoo's sizes); the other processes do not call ``make``."""
+        if not self.active:
+            return make()
+        box: list[Any] = [None]
+        error: ConvzooError | None = None
+        if self.main:
+            try:
+                box = [("ok", make())]
+            except ConvzooError as err:  # sent too, so that every process stops with it
+                box, error = [("error", str(err))], err
+        with self._peers():
+            torch.distributed.broadcast_object_list(box, src=0)
+        kind, value = box[0]
+        if kind == "error":
+            if error is not None:
+                raise error
+            raise _EchoError(value)
+        result: T = value
+        return result
+
+    def agree(self, work: Callable[[], T]) -> T:
+        """Run ``work()`` on every process; if it raised a user error on any of them, raise on every one (the
+        lowest failing rank's message on rank 0, which prints it; the others stay silent). Without this a
+        process left waiting for a peer that gave up would wait out the timeout."""
+        if not self.active:
+            return work()
+        try:
+            result, failure = work(), None
+        except ConvzooError as err:
+            result, failure = None, err
+        failures: list[Any] = [None] * self.world
+        with self._peers():
+            torch.distributed.all_gather_object(failures, None if failure is None else str(failure))
+        first = next(((rank, message) for rank, message in enumerate(failures) if message is not None), None)
+        if first is not None:
+            if failure is not None and (first[0] == self.rank or not self.main):
+                raise failure
+            raise _EchoError(first[1] if first[0] == 0 else f"rank {first[0]}: {first[1]}")
+        assert result is not None or failure is None
+        return result  # type: ignore[return-value]
+
+    def average_buffers_(self, net: nn.Module) -> None:
+        """Average the batch-norm running statistics (float buffers) over the processes, so that what is
+        evaluated and saved does not depend on rank 0's shards alone (each process normalised its own)."""
+        if not self.active:
+            return
+        floats = [b for b in net.buffers() if b.is_floating_point()]
+        if not floats:
+            return
+        flat = torch.cat([b.detach().reshape(-1).double() for b in floats])
+        self.sum_(flat).div_(self.world)
+        offset = 0
+        for b in floats:
+            b.copy_(flat[offset:offset + b.numel()].view_as(b))
+            offset += b.numel()
+
+    @contextmanager
+    def _peers(self) -> Iterator[None]:
+        """A failed exchange means a peer is gone: a run error naming the way on, not a bug."""
+        try:
+            yield
+        except (torch.distributed.DistError, RuntimeError) as err:
+            if isinstance(err, ConvzooError):
+                raise
+            raise PeerLostError(f"rank {self.rank} of {self.world} lost its peers ({_gist(err)}): another process was "
+                           "killed, failed or timed out (see its message; torchrun names the rank); the last "
+                           "checkpoint is intact, continue with --resume RUN_DIR") from err
+
+
+def _gist(err: BaseException) -> str:
+    """The exception's type and first sentence, without the C++ source location gloo puts before it."""
+    text = re.sub(r"^\[[^\]]*\] ", "", str(err).strip().splitlines()[0] if str(err).strip() else "")
+    return f"{type(err).__name__}: {text.split('. ')[0]}" if text else type(err).__name__
+
+
+class _EchoError(ConvzooError):
+    """Another process's user error, raised here with its message so that every process stops with it."""
+
+
+SINGLE = Dist()
+
+
+def from_environment() -> Dist:
+    """The layout torchrun's variables describe (``SINGLE`` without them), before joining any group."""
+    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
+        return SINGLE
+    try:
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError as err:
+        raise RunError(f"torchrun's RANK/WORLD_SIZE/LOCAL_RANK/LOCAL_WORLD_SIZE must be whole numbers ({err}); "
+                       "start the run with torchrun, or unset them") from err
+    if not 0 <= rank < world or not 0 <= local_rank < local_world:
+        raise RunError(f"RANK={rank} of WORLD_SIZE={world} (LOCAL_RANK={local_rank} of {local_world}) is not a "
+                       "valid layout; start the run with torchrun, or unset them")
+    return Dist(rank, world, local_rank, local_world)
+
+
+def default_threads(dist: Dist) -> int:
+    """The machine's cores (those this process may run on) shared among the processes on it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // dist.local_world)
+
+
+def setup(device: torch.device, threads: int | None, timeout_s: float) -> Dist:
+    """Join the run's process group when torchrun started this process (gloo on a CPU, nccl on CUDA, this
+    process's GPU ``cuda:LOCAL_RANK``), and set the threads per process; returns the layout. One process:
+    only the threads are set (when asked)."""
+    dist = from_environment()
+    if threads is not None or dist.active:
+        torch.set_num_threads(threads or default_threads(dist))
+    if not dist.active:
+        return dist
+    if device.type not in ("cpu", "cuda"):
+        raise ConvzooError(f"several processes need --device cpu or cuda, not {device.type}")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not torch.distributed.is_initialized():
+        kwargs: dict[str, Any] = {}
+        if device.type == "cuda":
+            torch.cuda.set_device(dist.local_rank)
+            kwargs["device_id"] = torch.device("cuda", dist.local_rank)
+        try:
+            torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s), rank=dist.rank,
+                                                 world_size=dist.world, **kwargs)
+        except (torch.distributed.DistError, RuntimeError, ValueError) as err:
+            raise PeerLostError(f"rank {dist.rank} could not join the other {dist.world - 1} process(es) within "
+                           f"{timeout_s:g} s at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
+                           f"({type(err).__name__}); start every process (or raise --dist-timeout)") from err
+    return Dist(dist.rank, dist.world, dist.local_rank, dist.local_world, backend)
+
+
+def teardown(dist: Dist) -> None:
+    """Leave the process group (``destroy_process_group``) if this run joined one."""
+    if dist.active and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def local_device(device: torch.device, dist: Dist) -> torch.device:
+    """This process's device: its own GPU (``cuda:LOCAL_RANK``) when the run uses CUDA."""
+    if device.type == "cuda" and dist.active:
+        return torch.device("cuda", dist.local_rank)
+    return device
