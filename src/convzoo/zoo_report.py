@@ -6,10 +6,10 @@ normalisation); by default the one that does better for that model on the CPU (i
 ``ReportPlan.recipe``). On a GPU the models train at d2l's input size; on the CPU at the smaller
 ``ReportPlan.cpu_side`` where d2l's (224 or 96) would not fit the budget. The report's models are those
 registered with a ``d2l`` entry (``convzoo.models.d2l_models()``), d2l's settings and published accuracy
-included. Before training, a few timed training
-steps estimate an epoch; the run gets as many of d2l's 10 epochs as fit the per-model budget (none: the
-model is reported as not fitting, with the estimate). The reported accuracy is the test accuracy after
-the last epoch, as d2l reports it (nothing is chosen on the test split). Each model's result is written
+included. Before training, a few timed training steps and a few timed inference batches estimate an
+epoch with its evaluation of the test split; the run gets as many of d2l's 10 epochs as fit the per-model
+budget (none: the model is reported as not fitting, with the estimate). The reported accuracy is the test
+accuracy after the last epoch, as d2l reports it (nothing is chosen on the test split). Each model's result is written
 to ``RUNS/<recipe>/<model>/result.json`` as soon as it is done, so an interrupted report resumes with the
 models still missing. Writes ``OUT/zoo.md`` and ``OUT/zoo.png``.
 """
@@ -44,13 +44,17 @@ def _table_entry(model: str) -> tuple[D2LRecipe, ReportPlan]:
     return info.d2l, info.report
 
 
-def _estimate_epoch_seconds(model: str, resize: int, batch_size: int, device: str, images: int) -> float:
+def _estimate_epoch_seconds(model: str, resize: int, batch_size: int, device: str, images: int,
+                            evaluated: int = 10_000) -> float:
+    """Seconds of one epoch: ``images`` training images at the measured training-step speed, plus the
+    ``evaluated`` test images every epoch ends with, at the measured inference speed (both on random data)."""
     from convzoo.bench import benchmark_model
 
-    r = benchmark_model(model, input_size=(1, resize, resize), batch_size=batch_size, mode="train",
-                        seconds=5.0, device=device, peak=1.0)
-    eval_share = 1 + 10_000 / images / 3  # evaluating 10,000 test images costs about a third of training them
-    return images / r.images_per_s * eval_share
+    train = benchmark_model(model, input_size=(1, resize, resize), batch_size=batch_size, mode="train",
+                            seconds=5.0, device=device, peak=1.0)
+    infer = benchmark_model(model, input_size=(1, resize, resize), batch_size=256, mode="infer", seconds=2.0,
+                            device=device, peak=1.0)
+    return images / train.images_per_s + evaluated / infer.images_per_s
 
 
 def recipe_values(model: str, recipe: str) -> dict[str, Any]:
