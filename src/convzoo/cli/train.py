@@ -107,9 +107,11 @@ def _launch(args: argparse.Namespace) -> int:
             skip = True
         elif not token.startswith("--nproc-per-node="):
             rest.append(token)
+    from convzoo.train.distributed import Dist, default_threads
+
     n = args.nproc_per_node
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // n)))  # (torchrun's own default would be 1)
+    # (torchrun's own default would be 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(default_threads(Dist(local_world=n))))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=n, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
                           rdzv_endpoint="localhost:0", max_restarts=0)
     try:
