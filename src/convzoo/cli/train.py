@@ -139,9 +139,6 @@ def run(args: argparse.Namespace) -> int:
 
     from convzoo.cli._boundary import echoed_by_rank_0
     from convzoo.train import Interrupted, fit
-
-    if args.nproc_per_node and args.nproc_per_node > 1 and "RANK" not in os.environ:
-        return _launch(args)
     from convzoo.train.config import load_config_file, resolve_config
 
     file_values = load_config_file(args.config) if args.config else {}
@@ -162,6 +159,12 @@ def run(args: argparse.Namespace) -> int:
         config = resolve_config(file_values={**saved, **file_values}, overrides=overrides)
     else:
         config = resolve_config(recipe=args.recipe, file_values=file_values, overrides=overrides)
+    if args.nproc_per_node and args.nproc_per_node > 1 and "RANK" not in os.environ:
+        n = args.nproc_per_node
+        if config.batch_size % n:  # said here, before any process starts (and before any file is written)
+            raise ConvzooError(f"--batch-size {config.batch_size} is the global batch and must divide by the {n} "
+                               f"processes; use --batch-size {max(n, config.batch_size // n * n)}")
+        return _launch(args)
     try:
         fit(config, resume=args.resume, progress=not args.quiet)
     except Interrupted as stop:
