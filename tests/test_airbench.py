@@ -216,6 +216,43 @@ def test_averaged_run_resumes_bit_for_bit_and_saves_the_average(toy, tmp_path, m
     assert groups[1]["lr"] == pytest.approx(8 * groups[0]["lr"]) and groups[0]["lr"] > 0
 
 
+def test_whitening_bias_trains_for_its_epochs_then_stops(toy, tmp_path, monkeypatch):
+    biases: list[torch.Tensor] = []
+    real = loop_module.train_one_epoch
+
+    def recorded(net, *args, **kwargs):
+        result = real(net, *args, **kwargs)
+        biases.append(net.features[0][0].bias.detach().clone())
+        return result
+
+    monkeypatch.setattr(loop_module, "train_one_epoch", recorded)
+    fit(TrainConfig(model="airbench_cifar", dataset="mnist", data_dir=str(toy), epochs=3, batch_size=64,
+                    train_limit=128, eval_batch_size=256, optimizer="nesterov", lr=0.05, weight_decay=5e-4,
+                    whiten=True, whiten_bias_epochs=2, out=str(tmp_path / "run")), progress=False)
+    first, second, third = biases
+    assert not torch.equal(first, second)  # trained in epochs 1 and 2 ...
+    assert torch.equal(second, third)  # ... not in epoch 3, weight decay included
+    assert (resolve_config(recipe="airbench").whiten_bias_epochs,
+            resolve_config(recipe="airbench", overrides={"epochs": 4}).whiten_bias_epochs,
+            resolve_config(recipe="airbench", overrides={"epochs": 1}).whiten_bias_epochs) == (3, 1, 1)
+    with pytest.raises(ConvzooError, match="--whiten-bias-epochs stops the training .* add --whiten"):
+        TrainConfig(whiten_bias_epochs=3)
+
+
+def test_schedule_runs_from_its_start_fraction_to_its_final_fraction():
+    config = TrainConfig(lr=2.0, epochs=10, warmup_epochs=2, warmup_start=0.2, final_lr_fraction=0.07,
+                         schedule="onecycle")
+    assert loop_module.lr_at(config, 0, 10) == pytest.approx(2.0 * (0.2 + 0.8 / 20))
+    assert loop_module.lr_at(config, 19, 10) == pytest.approx(2.0)  # the peak at the warm-up's last step
+    assert loop_module.lr_at(config, 99, 10) == pytest.approx(2.0 * (0.07 + 0.93 / 80))
+    assert loop_module.lr_at(config, 100, 10) == pytest.approx(2.0 * 0.07)
+    cosine = TrainConfig(lr=1.0, epochs=1, schedule="cosine", final_lr_fraction=0.1)
+    assert loop_module.lr_at(cosine, 100, 100) == pytest.approx(0.1)
+    for bad in (dict(warmup_start=1.5), dict(final_lr_fraction=-0.1)):
+        with pytest.raises(ConvzooError, match="a fraction of lr in"):
+            TrainConfig(**bad)
+
+
 # ---- alternating flips, reflect translation -----------------------------------------------------------
 
 
@@ -313,6 +350,7 @@ def test_airbench_recipe_holds_airbench94s_hyperparameters_for_the_mean_loss(tmp
     assert (config.augment, config.crop_padding, config.crop_mode, config.tta) == ("crop-alt-flip", 2, "reflect",
                                                                                     "flip-translate")
     assert config.warmup_epochs == pytest.approx(2.3)
+    assert (config.warmup_start, config.final_lr_fraction, config.whiten_bias_epochs) == (0.2, 0.07, 3)
     assert resolve_config(recipe="airbench", overrides={"epochs": 1}).warmup_epochs == pytest.approx(0.23)
     assert resolve_config(recipe="airbench", overrides={"epochs": 1, "warmup_epochs": 0.5}).warmup_epochs == 0.5
     assert resolve_config(recipe="fast", overrides={"epochs": 1}).warmup_epochs == 0.5  # (fast sets no epochs)
@@ -327,7 +365,7 @@ def test_options_are_in_train_help_and_checked(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--whiten", "--bn-frozen-scale", "--bias-lr-scale", "--ema", "--ema-every", "--lookahead",
+    for flag in ("--whiten", "--whiten-bias-epochs", "--warmup-start", "--final-lr-fraction", "--bn-frozen-scale", "--bias-lr-scale", "--ema", "--ema-every", "--lookahead",
                  "--crop-mode CROP_MODE", "reflect (the image mirrored", "flip-translate", "crop-alt-flip", "dirac",
                  "{airbench,d2l,fast}"):
         assert flag in text, flag

@@ -105,6 +105,9 @@ class TrainConfig:
     weight_decay: float = _opt(0.0, "L2 penalty (decoupled for adamw)")
     schedule: str = _opt("constant", "learning-rate schedule over all steps", SCHEDULES)
     warmup_epochs: float = _opt(0.0, "linear warm-up from 0 to lr over this many epochs")
+    warmup_start: float = _opt(0.0, "fraction of lr the warm-up starts from (airbench: 0.2)")
+    final_lr_fraction: float = _opt(0.0, "fraction of lr the cosine or one-cycle schedule ends at, on the last step "
+                                         "(airbench: 0.07)")
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing in [0, 1)")
     init: str = _opt("default", "weight init: the model's own, xavier (d2l: Xavier-uniform conv/linear), kaiming "
                                 "(He-normal conv/linear for ReLU, zero biases: deep nets without batch norm), or "
@@ -115,6 +118,8 @@ class TrainConfig:
     whiten: bool = _opt(False, "before training, set the model's whitening layer (airbench_cifar's first conv) "
                                "from the patch covariance of 5,000 training images drawn from the seed, and freeze "
                                "its kernels")
+    whiten_bias_epochs: int = _opt(0, "epochs after which the whitening layer's bias stops training (0: it trains "
+                                      "throughout; airbench: 3, the first 3 of 10; needs --whiten)")
     bn_frozen_scale: bool = _opt(False, "batch-norm scales fixed at 1 and not trained (the shifts still are)")
     bias_lr_scale: float = _opt(1.0, "learning-rate multiplier for the batch-norm shifts (biases), their weight "
                                      "decay per step unchanged (airbench: 64)")
@@ -194,6 +199,13 @@ class TrainConfig:
             raise bad("weight_decay", self.weight_decay, f"a number in [0, {MAX_WEIGHT_DECAY:g}]")
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise bad("warmup_epochs", self.warmup_epochs, f"a number in [0, epochs={self.epochs}]")
+        for name in ("warmup_start", "final_lr_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise bad(name, getattr(self, name), "a fraction of lr in [0, 1]")
+        whole("whiten_bias_epochs", 0)
+        if self.whiten_bias_epochs and not self.whiten:
+            raise ConvzooError("--whiten-bias-epochs stops the training of the whitening layer's bias, which "
+                               "--whiten sets up: add --whiten (or drop --whiten-bias-epochs)")
         if not 0 < self.bias_lr_scale <= 1e4:
             raise bad("bias_lr_scale", self.bias_lr_scale, "a number > 0 and at most 10000")
         if not 0 <= self.ema < 1:
@@ -275,12 +287,14 @@ def _airbench(model: str) -> dict[str, Any]:
     step growth of Nesterov momentum, ``1 + 1 / (1 - momentum)``; for the mean loss used here that is
     ``lr = 11.5 x batch / 1024 / (1 + 1 / (1 - momentum))`` (1.5 at batch 1024) and a weight decay of
     ``0.0153 / 11.5`` (the same decay per step). Its schedule rises from 0.2 x lr over 23% of the steps and
-    falls to 0.07 x lr; the one-cycle one here rises from 0 and falls to 0. 9.9 epochs there, 10 here.
+    falls to 0.07 x lr (``warmup_start``, ``final_lr_fraction``); the whitening layer's bias trains for the
+    first 3 epochs. 9.9 epochs there, 10 here.
     """
     batch, momentum = 1024, 0.85
     return dict(model="airbench_cifar", dataset="cifar10", batch_size=batch, epochs=10, optimizer="nesterov",
                 momentum=momentum, lr=11.5 * batch / 1024 / (1 + 1 / (1 - momentum)), weight_decay=0.0153 / 11.5,
-                schedule="onecycle", warmup_epochs=2.3, label_smoothing=0.2, normalize=True, init="dirac",
+                schedule="onecycle", warmup_epochs=2.3, warmup_start=0.2, final_lr_fraction=0.07,
+                whiten_bias_epochs=3, label_smoothing=0.2, normalize=True, init="dirac",
                 whiten=True, bn_frozen_scale=True, bias_lr_scale=64.0, ema=0.95, ema_every=5, lookahead=True,
                 augment="crop-alt-flip", crop_padding=2, crop_mode="reflect", tta="flip-translate")
 
@@ -311,7 +325,7 @@ def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] 
 
     A recipe that sets both ``epochs`` and ``warmup_epochs`` (airbench's) warms up for that share of the
     epochs: another ``epochs`` given without ``warmup_epochs`` keeps the share (``--epochs 1`` warms up for
-    0.23 of an epoch, not 2.3)."""
+    0.23 of an epoch, not 2.3); ``whiten_bias_epochs`` likewise, rounded, at least 1."""
     file_values = dict(file_values or {})
     overrides = dict(overrides or {})
     recipe = overrides.pop("recipe", None) or recipe or file_values.pop("recipe", None)
@@ -327,6 +341,9 @@ def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] 
         if values.get("warmup_epochs") and "epochs" in values and "warmup_epochs" not in given \
                 and isinstance(epochs, int) and not isinstance(epochs, bool):
             values["warmup_epochs"] = values["warmup_epochs"] * epochs / values["epochs"]
+        if values.get("whiten_bias_epochs") and "epochs" in values and "whiten_bias_epochs" not in given \
+                and isinstance(epochs, int) and not isinstance(epochs, bool):
+            values["whiten_bias_epochs"] = max(1, round(values["whiten_bias_epochs"] * epochs / values["epochs"]))
     values.update(file_values)
     values.update(overrides)
     return TrainConfig(**values)

@@ -79,17 +79,19 @@ class RunResult:
 
 
 def lr_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Learning rate at global step ``step``: linear warm-up, then constant, cosine or linear (one-cycle)
-    decay to zero at the last step."""
+    """Learning rate at global step ``step``: linear warm-up from ``warmup_start`` x lr, then constant, or a
+    cosine or linear (one-cycle) decay to ``final_lr_fraction`` x lr at the last step."""
     total = config.epochs * steps_per_epoch
     warm = config.warmup_epochs * steps_per_epoch
     if step < warm:
-        return config.lr * (step + 1) / warm
+        start = config.warmup_start
+        return config.lr * (start + (1 - start) * (step + 1) / warm)
     progress = (step - warm) / max(1.0, total - warm)
+    end = config.final_lr_fraction
     if config.schedule == "cosine":
-        return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+        return config.lr * (end + (1 - end) * 0.5 * (1 + math.cos(math.pi * progress)))
     if config.schedule == "onecycle":
-        return config.lr * max(0.0, 1 - progress)
+        return config.lr * (end + (1 - end) * max(0.0, 1 - progress))
     return config.lr
 
 
@@ -166,6 +168,15 @@ def freeze_bn_scales_(net: nn.Module) -> None:
     for m in layers:
         nn.init.ones_(m.weight)
         m.weight.requires_grad_(False)
+
+
+def trained_out(net: nn.Module, config: TrainConfig, epoch: int) -> list[Tensor]:
+    """The parameters whose training has ended by epoch ``epoch`` (0-based): the whitening layer's bias after
+    ``--whiten-bias-epochs`` epochs (airbench). They keep ``requires_grad`` (so that several processes'
+    ``DistributedDataParallel`` sees the same parameters throughout); the loop drops their gradients."""
+    if not config.whiten_bias_epochs or epoch < config.whiten_bias_epochs:
+        return []
+    return [m.bias for m in net.modules() if isinstance(m, Whitening) and m.bias is not None]
 
 
 WHITEN_IMAGES = 5000  # training images whose patches set the whitening layer (airbench's count)
@@ -328,6 +339,7 @@ def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches
         return stop
 
     net.train()
+    done_training = trained_out(net, config, epoch)  # (their gradients dropped before each step)
     t_start = time.perf_counter()
     next_step, lr = len(batches), config.lr
     for step, X, y in batches.epoch(epoch, start_step):
@@ -346,6 +358,8 @@ def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches
                     summed = loss.detach().double() * len(y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for p in done_training:
+                p.grad = None  # (the optimizer leaves a parameter without a gradient alone, decay included)
             optimizer.step()
             if average is not None:
                 average.update(net, epoch * len(batches) + step)
