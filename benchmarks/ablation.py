@@ -30,7 +30,8 @@ PEAK_REFERENCE = 200e9  # FLOP/s, as in time_to_accuracy.py
 
 # technique -> the options that leave it out of the airbench recipe (each the one home of its technique)
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "whitening": {"whiten": False},  # the first layer trains from its default init instead
+    "whitening": {"whiten": False, "whiten_bias_epochs": 0},  # the first layer trains from its default init
+    "whiten-bias-epochs": {"whiten_bias_epochs": 0},  # the whitening bias trains throughout
     "dirac-init": {"init": "default"},
     "bn-frozen-scale": {"bn_frozen_scale": False},
     "bias-lr-scale": {"bias_lr_scale": 1.0},
@@ -41,6 +42,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "tta": {"tta": "none"},  # neither the test-time flip nor the translations
     "nesterov": {"optimizer": "momentum"},
     "warmup": {"warmup_epochs": 0.0},
+    "lr-ends": {"warmup_start": 0.0, "final_lr_fraction": 0.0},  # the schedule from 0 and down to 0
 }
 
 

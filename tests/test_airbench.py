@@ -365,7 +365,8 @@ def test_options_are_in_train_help_and_checked(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--whiten", "--whiten-bias-epochs", "--warmup-start", "--final-lr-fraction", "--bn-frozen-scale", "--bias-lr-scale", "--ema", "--ema-every", "--lookahead",
+    for flag in ("--whiten", "--whiten-bias-epochs", "--warmup-start", "--final-lr-fraction",
+                 "--bn-frozen-scale", "--bias-lr-scale", "--ema", "--ema-every", "--lookahead",
                  "--crop-mode CROP_MODE", "reflect (the image mirrored", "flip-translate", "crop-alt-flip", "dirac",
                  "{airbench,d2l,fast}"):
         assert flag in text, flag

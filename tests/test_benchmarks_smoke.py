@@ -72,7 +72,7 @@ def test_ablation(tmp_path):
               "--only", "whitening,alt-flip", "--json", str(tmp_path / "a.json"))
     runs = json.loads((tmp_path / "a.json").read_text())["runs"]
     assert [r["technique"] for r in runs] == ["full recipe", "whitening", "alt-flip"]
-    assert [r["left_out_by"] for r in runs] == ["", "--no-whiten", "--augment crop-flip"]
+    assert [r["left_out_by"] for r in runs] == ["", "--no-whiten --whiten-bias-epochs 0", "--augment crop-flip"]
     assert all(r["epochs"] == 1 and r["seconds"] > 0 and r["peak_gflops"] > 0 for r in runs)
     assert "without whitening  --no-whiten" in out and "delta (pp)" in out
 

@@ -385,3 +385,27 @@ def test_early_stopping_stops_and_a_resumed_run_stays_stopped(toy, tmp_path):
     resumed = fit(config, resume=tmp_path / "early", progress=False)
     assert len(resumed.history) == 2 and resumed.history == result.history
     assert resumed.stopped == "early stopping"
+
+
+def test_kaiming_identity_init_leaves_no_class_of_nin_dead_at_the_start():
+    """NiN's logits come out of a ReLU: at He init some class channels are 0 for every image (never predicted,
+    never trained); kaiming-identity starts every one alive (docs/benchmarks.md, the zoo table's NiN)."""
+    from convzoo.train.loop import kaiming_identity_init_, kaiming_init_
+
+    X = torch.rand(64, 1, 72, 72, generator=torch.Generator().manual_seed(0))  # images in [0, 1]
+
+    def dead_classes(init) -> int:
+        net = convzoo.create_model("nin").eval()
+        init(net)
+        with torch.no_grad():
+            return int(((net(X) > 0).sum(dim=0) == 0).sum())
+
+    before, after = [], []
+    for seed in range(4):
+        torch.manual_seed(seed)
+        before.append(dead_classes(kaiming_init_))
+        torch.manual_seed(seed)
+        after.append(dead_classes(kaiming_identity_init_))
+    assert sum(before) > 0 and after == [0, 0, 0, 0], (before, after)
+    with pytest.raises(ConvzooError, match="--init kaiming-identity sets square 1x1 convolutions"):
+        kaiming_identity_init_(convzoo.create_model("lenet"))

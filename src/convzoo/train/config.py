@@ -39,7 +39,7 @@ __all__ = ["RECIPES", "TrainConfig", "config_diff", "load_config_file", "resolve
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-INITS = ("default", "xavier", "kaiming", "dirac")
+INITS = ("default", "xavier", "kaiming", "dirac", "kaiming-identity")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTS = ("none", "flip", "crop", "crop-flip", "alt-flip", "crop-alt-flip")
 CROP_MODES = ("zero", "reflect")
@@ -112,7 +112,10 @@ class TrainConfig:
     init: str = _opt("default", "weight init: the model's own, xavier (d2l: Xavier-uniform conv/linear), kaiming "
                                 "(He-normal conv/linear for ReLU, zero biases: deep nets without batch norm), or "
                                 "dirac (the model's own, then each 3x3 convolution after the first passes its "
-                                "input channels through unchanged: identity filters, airbench's init)",
+                                "input channels through unchanged: identity filters, airbench's init), or "
+                                "kaiming-identity (kaiming, then square 1x1 convolutions start as the identity "
+                                "and the head's first convolution with biases of 2, so that no class of a network "
+                                "with ReLU logits, such as NiN, starts dead)",
                      INITS)
     # airbench's techniques (docs/benchmarks.md), each usable by any run where it makes sense
     whiten: bool = _opt(False, "before training, set the model's whitening layer (airbench_cifar's first conv) "

@@ -138,6 +138,35 @@ def kaiming_init_(net: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+CLASS_BIAS = 2.0  # kaiming-identity's start of the class convolution's biases (NiN: no class starts dead)
+
+
+def kaiming_identity_init_(net: nn.Module) -> None:
+    """``--init kaiming-identity``, for networks whose logits come out of a ReLU (d2l's NiN): He init, then
+    every 1x1 convolution with as many outputs as inputs starts as the identity (zero bias), and the first
+    convolution of the model's head (NiN's class convolution) starts with biases of ``CLASS_BIAS``.
+
+    With random 1x1 filters between ReLUs, a channel's weighted sum of non-negative, alike inputs has the
+    same sign for nearly every image: at He init 1 to 6 of NiN's 10 class logits are 0 for every image, get
+    no gradient, and are never predicted (docs/benchmarks.md). The identity keeps each class channel the
+    ReLU of the class convolution, which the bias starts positive."""
+    square = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1)
+              and m.in_channels == m.out_channels and m.groups == 1]
+    head = getattr(net, "head", None)
+    first = next((m for m in head.modules() if isinstance(m, nn.Conv2d)), None) if isinstance(head, nn.Module) \
+        else None
+    if not square or first is None:
+        raise ConvzooError(f"--init kaiming-identity sets square 1x1 convolutions and a convolution in the head, "
+                           f"and {_name(net)} lacks them (nin has both); choose another --init")
+    kaiming_init_(net)
+    for m in square:
+        nn.init.dirac_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    if first.bias is not None:
+        nn.init.constant_(first.bias, CLASS_BIAS)
+
+
 def _name(net: nn.Module) -> str:
     return str(getattr(net, "model_name", type(net).__name__))
 
@@ -206,6 +235,8 @@ def build_model(config: TrainConfig, data: Dataset) -> ConvNet:
         kaiming_init_(net)
     elif config.init == "dirac":
         dirac_init_(net)
+    elif config.init == "kaiming-identity":
+        kaiming_identity_init_(net)
     if config.bn_frozen_scale:
         freeze_bn_scales_(net)
     side = (config.resize, config.resize) if config.resize else data.image_size
