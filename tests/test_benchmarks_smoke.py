@@ -125,3 +125,12 @@ def test_scaling(tmp_path):
     figures = json.loads((tmp_path / "s.json").read_text())
     assert figures["ratio"] > 0 and figures["same_accuracy"] is True
     assert "speed ratio (1 process time / 2 processes time)" in out
+
+
+@pytest.mark.data
+def test_nin_dead_classes():
+    need_fashion()
+    out = run("nin_dead_classes.py", "--images", "32", "--seeds", "2", "--side", "67")
+    counts = {line.split()[1]: line.split(None, 2)[2] for line in out.splitlines() if line.startswith("  --init")}
+    assert set(counts) == {"default", "xavier", "kaiming", "kaiming-identity"}
+    assert counts["kaiming-identity"] == "0, 0"
