@@ -134,3 +134,12 @@ def test_nin_dead_classes():
     counts = {line.split()[1]: line.split(None, 2)[2] for line in out.splitlines() if line.startswith("  --init")}
     assert set(counts) == {"default", "xavier", "kaiming", "kaiming-identity"}
     assert counts["kaiming-identity"] == "0, 0"
+
+
+def test_export_parity(tmp_path):
+    out = run("export_parity.py", "--models", "lenet_bn,simple_cnn", "--out", str(tmp_path))
+    rows = [line.split(" | ") for line in out.splitlines()[2:]]
+    assert [(r[0].strip("| "), r[1], r[2]) for r in rows] == [
+        ("lenet_bn", "shipped", "onnx"), ("lenet_bn", "shipped", "exported-program"),
+        ("simple_cnn", "shipped", "onnx"), ("simple_cnn", "shipped", "exported-program")]
+    assert all(float(r[3]) <= 1e-4 for r in rows) and (tmp_path / "lenet_bn.onnx").exists()
