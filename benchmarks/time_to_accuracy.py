@@ -44,9 +44,14 @@ class Task:
 
 # the goals (seconds on this 2-core machine) are issue 15's
 TASKS: dict[str, Task] = {
-    "mnist-99": Task("mnist", 0.99, "test", 8, dict(model="fastcnn_mnist", epochs=3, batch_size=256, lr=0.2)),
+    # one epoch at 18x18 (the digits fill the middle 20x20 of MNIST's 28x28): chosen on a validation split of
+    # 10%, 0.9907 there in 9.2 s of epoch on 2026-12-02 evening (28x28: 0.9917 in 17.7 s; 16x16: 0.9867)
+    "mnist-99": Task("mnist", 0.99, "test", 8, dict(model="fastcnn_mnist", epochs=1, batch_size=256, lr=0.2,
+                                                    resize=18)),
+    # 2 epochs, no flips, no label smoothing: chosen on a validation split of 10% on 2026-12-02 evening (val
+    # 0.9185; with label smoothing 0.1 0.9157, with flips 0.9123, 1 epoch 0.9018, 3 epochs with flips: the old task)
     "fashion-91": Task("fashion-mnist", 0.91, "test", 25,
-                       dict(model="fastcnn_mnist", epochs=3, batch_size=256, lr=0.2, augment="flip")),
+                       dict(model="fastcnn_mnist", epochs=2, batch_size=256, lr=0.2, label_smoothing=0.0)),
     "fashion-93": Task("fashion-mnist", 0.93, "test", 120,
                        dict(model="fastcnn_fashion", epochs=6, batch_size=256, lr=0.2, augment="crop-flip",
                             crop_padding=2)),
