@@ -160,10 +160,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = resolve_config(recipe=args.recipe, file_values=file_values, overrides=overrides)
     if args.nproc_per_node and args.nproc_per_node > 1 and "RANK" not in os.environ:
-        n = args.nproc_per_node
-        if config.batch_size % n:  # said here, before any process starts (and before any file is written)
-            raise ConvzooError(f"--batch-size {config.batch_size} is the global batch and must divide by the {n} "
-                               f"processes; use --batch-size {max(n, config.batch_size // n * n)}")
+        from convzoo.train.pipeline import check_global_batch
+
+        check_global_batch(config.batch_size, args.nproc_per_node)  # before any process starts or file is written
         return _launch(args)
     try:
         fit(config, resume=args.resume, progress=not args.quiet)

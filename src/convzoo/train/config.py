@@ -341,12 +341,12 @@ def resolve_config(*, recipe: str | None = None, file_values: Mapping[str, Any] 
         values["recipe"] = recipe
         given = {**file_values, **overrides}
         epochs = given.get("epochs")
-        if values.get("warmup_epochs") and "epochs" in values and "warmup_epochs" not in given \
-                and isinstance(epochs, int) and not isinstance(epochs, bool):
-            values["warmup_epochs"] = values["warmup_epochs"] * epochs / values["epochs"]
-        if values.get("whiten_bias_epochs") and "epochs" in values and "whiten_bias_epochs" not in given \
-                and isinstance(epochs, int) and not isinstance(epochs, bool):
-            values["whiten_bias_epochs"] = max(1, round(values["whiten_bias_epochs"] * epochs / values["epochs"]))
+        if "epochs" in values and isinstance(epochs, int) and not isinstance(epochs, bool):
+            recipe_epochs = values["epochs"]  # the recipe's epoch counts keep their share of the run
+            if values.get("warmup_epochs") and "warmup_epochs" not in given:
+                values["warmup_epochs"] = values["warmup_epochs"] * epochs / recipe_epochs
+            if values.get("whiten_bias_epochs") and "whiten_bias_epochs" not in given:
+                values["whiten_bias_epochs"] = max(1, round(values["whiten_bias_epochs"] * epochs / recipe_epochs))
     values.update(file_values)
     values.update(overrides)
     return TrainConfig(**values)

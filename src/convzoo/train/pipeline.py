@@ -143,6 +143,13 @@ def alternating_flips(seed: int, count: int) -> Callable[[Tensor, int], Tensor]:
     return flips
 
 
+def check_global_batch(batch_size: int, world: int) -> None:
+    """``--batch-size`` is the global batch: refuse one that the ``world`` processes cannot share evenly."""
+    if batch_size % world:
+        raise ConvzooError(f"--batch-size {batch_size} is the global batch and must divide by the {world} "
+                           f"processes; use --batch-size {max(world, batch_size // world * world)}")
+
+
 class Batches:
     """Mini-batches of a split: ``epoch(e)`` yields ``(step, X, y)`` with X preprocessed on ``device``.
 
@@ -159,9 +166,8 @@ class Batches:
                  shuffle: bool = False, augment: Augment | None = None, seed: int = 0,
                  shard: tuple[int, int] = (0, 1)) -> None:
         rank, world = shard
-        if shuffle and batch_size % world:
-            raise ConvzooError(f"--batch-size {batch_size} is the global batch and must divide by the {world} "
-                               f"processes; use --batch-size {max(world, batch_size // world * world)}")
+        if shuffle:
+            check_global_batch(batch_size, world)
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
