@@ -22,6 +22,7 @@ from convzoo.train.loop import auto_channels_last
 
 # (model, input size, batch): the sizes convzoo's recipes train them at
 DEFAULT = [("lenet", (1, 28, 28), 256), ("lenet_bn", (1, 28, 28), 256), ("simple_cnn", (1, 28, 28), 64),
+           ("fastcnn_mnist", (1, 28, 28), 256),
            ("resnet18_cifar", (3, 32, 32), 128), ("googlenet", (1, 96, 96), 64), ("densenet_d2l", (1, 96, 96), 64),
            ("nin", (1, 224, 224), 32)]
 

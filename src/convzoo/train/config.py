@@ -141,7 +141,7 @@ class TrainConfig:
     seed: int = _opt(0, "seed of every random choice: init, shuffling, augmentation, dropout")
     device: str = _opt("auto", "auto, cpu, cuda or mps", DEVICES, run=False)
     channels_last: bool | None = _opt(None, "NHWC memory format for model and batches; unset: auto, on for a CPU "
-                                      "unless the model batch-normalises fewer than 32 channels "
+                                      "unless the model batch-normalises fewer than 16 channels "
                                       "(benchmarks/channels_last.py)")
     compile: bool = _opt(False, "torch.compile the model (costs 15-40 s up front)")
     amp: bool = _opt(False, "bfloat16 autocast (cuda only; slower than float32 on CPUs without bf16)")
