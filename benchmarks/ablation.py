@@ -2,8 +2,8 @@
 technique (one option flipped back), on CIFAR-10's validation split (--val-split 0.1: 5,000 images held
 out of the training split; nothing is chosen on test data).
 
-    python benchmarks/ablation.py [--only NAME,...] [--seed S] [--epochs N] [--train-limit N]
-                                  [--data-dir DIR] [--dataset NAME] [--json FILE]
+    python benchmarks/ablation.py [--only NAME,...] [--seed S] [--epochs N] [--model NAME] [--batch-size N]
+                                  [--lr LR] [--train-limit N] [--data-dir DIR] [--dataset NAME] [--json FILE]
     python benchmarks/ablation.py --list
 
 Each run reports the validation accuracy after its last epoch (with the run's own test-time augmentation),
@@ -11,7 +11,9 @@ its wall time from the first touch of the data to the end (evaluation included) 
 measured just before it (outside its time), so that runs on a machine whose speed changes compare
 (peak-seconds = seconds x GFLOP/s / 200, as benchmarks/time_to_accuracy.py). The delta is the accuracy
 minus the full recipe's, in percentage points: how much leaving the technique out costs. One seed per
-call; run it with several ``--seed`` values to see the spread.
+call; run it with several ``--seed`` values to see the spread. ``--model``, ``--epochs``, ``--batch-size`` and
+``--lr`` give a reduced-scale ablation (``airbench_cifar_small`` for a few epochs) where fourteen full-length
+runs do not fit.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def one_run(name: str, overrides: dict[str, Any], args: argparse.Namespace, work
     config = resolve_config(recipe="airbench", overrides={
         **overrides, "dataset": args.dataset, "val_split": 0.1, "seed": args.seed, "data_dir": args.data_dir,
         "out": str(work / name), **({"epochs": args.epochs} if args.epochs else {}),
-        **({"train_limit": args.train_limit} if args.train_limit else {})})
+        **({"train_limit": args.train_limit} if args.train_limit else {}),
+        **{key: value for key in ("model", "batch_size", "lr") if (value := getattr(args, key)) is not None}})
     peak = matmul_peak()  # outside the clock
     start = time.perf_counter()
     with open(os.devnull, "w") as quiet:
@@ -75,7 +78,7 @@ def one_run(name: str, overrides: dict[str, Any], args: argparse.Namespace, work
     last = result.history[-1]
     return {"technique": name, "left_out_by": flags(overrides), "val_acc": last["val_acc"], "seconds": seconds,
             "peak_gflops": peak / 1e9, "peak_seconds": seconds * peak / PEAK_REFERENCE,
-            "epochs": len(result.history)}
+            "epochs": len(result.history), "model": config.model, "batch_size": config.batch_size, "lr": config.lr}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated techniques to leave out, one run each (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
+    parser.add_argument("--model", help="another zoo model with a whitening layer (default: the recipe's, "
+                        "airbench_cifar)")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size (1024)")
+    parser.add_argument("--lr", type=float, help="override the recipe's learning rate")
     parser.add_argument("--train-limit", type=int, help="train on N images, drawn per class (smoke runs)")
     parser.add_argument("--dataset", default="cifar10", help="default cifar10 (a toy copy for smoke runs)")
     parser.add_argument("--data-dir", help=f"default: {SHARED}")

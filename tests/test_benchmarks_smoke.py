@@ -69,8 +69,10 @@ def test_ablation(tmp_path):
 
     toy = make_toy_mnist(tmp_path / "mnist", n_train=200, n_test=50)
     out = run("ablation.py", "--dataset", "mnist", "--data-dir", str(toy), "--epochs", "1", "--train-limit", "64",
-              "--only", "whitening,alt-flip", "--json", str(tmp_path / "a.json"))
+              "--only", "whitening,alt-flip", "--model", "airbench_cifar_small", "--batch-size", "32", "--lr", "0.5",
+              "--json", str(tmp_path / "a.json"))
     runs = json.loads((tmp_path / "a.json").read_text())["runs"]
+    assert {(r["model"], r["batch_size"], r["lr"]) for r in runs} == {("airbench_cifar_small", 32, 0.5)}
     assert [r["technique"] for r in runs] == ["full recipe", "whitening", "alt-flip"]
     assert [r["left_out_by"] for r in runs] == ["", "--no-whiten --whiten-bias-epochs 0", "--augment crop-flip"]
     assert all(r["epochs"] == 1 and r["seconds"] > 0 and r["peak_gflops"] > 0 for r in runs)

@@ -103,3 +103,12 @@ def airbench_cifar(*, num_classes: int = 10, in_channels: int = 3) -> Airbench:
     """airbench94's network for 32x32 colour images (widths 64-256-256, 118 M multiply-adds per image)."""
     spec = AirbenchSpec(widths=(64, 256, 256))
     return Airbench(spec, model_name="airbench_cifar", in_channels=in_channels, num_classes=num_classes)
+
+
+@register_model(paper=JORDAN_2024, year=2024, num_params=498_104, input_size=(3, 32, 32), min_side=9)
+def airbench_cifar_small(*, num_classes: int = 10, in_channels: int = 3) -> Airbench:
+    """``airbench_cifar`` at half its widths (32-128-128; 33 M multiply-adds per image, 0.28x): not in the
+    paper, a variant for CPUs, where the training step costs in proportion to the multiply-adds. convzoo's
+    CIFAR-10 85% (``benchmarks/time_to_accuracy.py cifar10-85``) is this network with ``--recipe airbench``."""
+    spec = AirbenchSpec(widths=(32, 128, 128))
+    return Airbench(spec, model_name="airbench_cifar_small", in_channels=in_channels, num_classes=num_classes)
