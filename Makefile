@@ -32,9 +32,11 @@ demo: install data
 
 # the whole suite (what CI runs, under 12 minutes on two idle cores) but for the `heavy` registry-wide export
 # and feature-map checks of the larger 224-pixel models and the airbench recipe on CIFAR-10, which `make
-# test-heavy` runs (about 4 minutes more)
+# test-heavy` runs (about 4 minutes more). Two workers, one file each at a time, one torch thread each (and in
+# the processes they start): 639 s on two idle cores, where one process with two threads took 1,016 s and two
+# workers with two threads each 828 s (2026-12-03)
 test: install data
-	$(PY) -m pytest -m "not heavy"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not heavy" -n 2 --dist loadfile
 
 test-heavy: install data
 	$(PY) -m pytest -m heavy

@@ -6,8 +6,9 @@
 
 Each entry's command trains with convzoo's own recipe (``--recipe fast``; d2l's for its sigmoid LeNet,
 airbench's for ``airbench_cifar_small``) for a fixed number of epochs, so nothing is chosen on any
-evaluation split: the weights are those of the last epoch and the accuracy is the one the run measured after it, on the test split (on the 5,000 images
-``--val-split 0.1`` holds out for CIFAR-10, whose shared copy has no test split). The run's last
+evaluation split: the weights are those of the last epoch and the accuracy is the one the run measured
+after it, on the test split (on the 5,000 images ``--val-split 0.1`` holds out for CIFAR-10, whose shared
+copy has no test split). The run's last
 checkpoint is written as ``<model>-<dataset>-<sha256[:8]>.safetensors`` into ``src/convzoo/models/weights/``
 (``--out-dir`` elsewhere) and its record into ``index.json`` there, replacing the entry's old file and
 record. ``--data-dir``, ``--out`` and ``--quiet`` are added to each command; they decide where the data and
