@@ -1,11 +1,12 @@
 """The ``convzoo`` command line, at the edge of the package: nothing in the library imports it.
 
 One module per command (``models``, ``info``, ``summary``, ``params``, ``explain``, ``train``, ``eval``,
-``predict``, ``features``, ``export``, ``bench``, ``report``), each with ``register(sub)`` adding its parser
-and ``run(args)`` doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`. Command
-modules import torch and the trainer inside ``run``, so ``convzoo --help`` imports neither on their
-account. Every exception ends at one boundary (:mod:`convzoo.cli._boundary`): a user error is one line
-and exit 2, a bug is a line naming a traceback file and exit 1.
+``predict``, ``features``, ``export``, ``bench``, ``report``), each with ``register(sub)`` adding its parser and
+``run(args)`` doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`. Command
+modules import the trainer inside ``run``; torch, which every command and the parser need, is imported first,
+inside the boundary, with Ctrl-C held back until it is loaded (``_import_torch``). Every exception ends at one
+boundary (:mod:`convzoo.cli._boundary`): a user error is one line and exit 2, a bug is a line naming a traceback
+file and exit 1.
 """
 
 from __future__ import annotations
@@ -39,7 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_torch() -> None:
+    """Import torch (every command needs it, the parser too) with Ctrl-C held back until it is loaded, then
+    delivered: torch's C++ start-up imports numpy and drops whatever that import raises, a
+    ``KeyboardInterrupt`` included (the command ran on as if never interrupted, and without numpy), and an
+    interrupt during its distributed start-up aborts the process. Outside the main thread, where no handler
+    can be set, it is a plain import."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or "torch" in sys.modules:
+        import torch  # noqa: F401
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        import torch  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:  # to the handler that was there: KeyboardInterrupt here, nothing if ignored
+            signal.raise_signal(signal.SIGINT)
+
+
 def _run(argv: Sequence[str]) -> int:
+    _import_torch()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
