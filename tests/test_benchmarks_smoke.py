@@ -41,6 +41,11 @@ def test_channels_last():
     assert "lenet_bn" in out and "NCHW (" in out
 
 
+def test_optimizer_step():
+    out = run("optimizer_step.py", "lenet", "--steps", "1", "--repeats", "1")
+    assert "loop/fused" in out and "lenet" in out and out.rstrip().endswith("fused")
+
+
 @pytest.mark.data
 def test_memory(tmp_path):
     need_fashion()

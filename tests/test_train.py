@@ -127,6 +127,29 @@ def test_schedules():
     assert lr_at(TrainConfig(lr=0.3), 500, 10) == 0.3
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_sgd_is_torchs_fused_kernel_on_the_cpu_and_updates_as_the_loop_does(optimizer):
+    from convzoo.train.env import fused_sgd
+
+    config = TrainConfig(model="lenet", optimizer=optimizer, lr=0.1, weight_decay=5e-3)
+    torch.manual_seed(0)
+    nets = [convzoo.create_model("lenet"), convzoo.create_model("lenet")]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = loop_module.make_optimizer(config, nets[0])
+    loop = torch.optim.SGD(nets[1].parameters(), lr=0.1, momentum=fused.defaults["momentum"],
+                           nesterov=optimizer == "nesterov", weight_decay=5e-3, foreach=False)
+    assert fused.defaults["fused"] is True and fused.defaults["nesterov"] == (optimizer == "nesterov")
+    X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for _ in range(3):  # momentum buffers built and then used
+        for net, opt in zip(nets, (fused, loop), strict=True):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(X), y).backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert fused_sgd([torch.zeros(2, dtype=torch.int64)]) is None and fused_sgd([]) is None
+
+
 # ---- a run, end to end -------------------------------------------------------------------------------
 
 

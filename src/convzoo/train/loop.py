@@ -40,7 +40,7 @@ from convzoo.train.averaging import WeightAverage
 from convzoo.train.checkpoint import CHECKPOINT_FORMAT, RunLock
 from convzoo.train.config import TrainConfig, config_diff, load_config_file, resolve_config, save_config
 from convzoo.train.distributed import SINGLE, Dist, local_device, setup, teardown
-from convzoo.train.env import environment, keep_batch_memory, pick_device
+from convzoo.train.env import environment, fused_sgd, keep_batch_memory, pick_device
 from convzoo.train.evaluation import EvalResult, evaluate_batches, tta_logits
 from convzoo.train.pipeline import Augment, Batches, Preprocess, derive_seed, generator
 from convzoo.train.plots import plot_confusion, plot_samples
@@ -113,7 +113,7 @@ def make_optimizer(config: TrainConfig, net: nn.Module) -> torch.optim.Optimizer
     if config.optimizer in ("sgd", "momentum", "nesterov"):
         momentum = 0.0 if config.optimizer == "sgd" else config.momentum
         return torch.optim.SGD(params, lr=config.lr, momentum=momentum, nesterov=config.optimizer == "nesterov",
-                               weight_decay=config.weight_decay)
+                               weight_decay=config.weight_decay, fused=fused_sgd(net.parameters()))
     betas = (config.momentum, 0.999)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
