@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import torch
-from torch import nn
 
 import convzoo
+from convzoo.bench import train_step_seconds
 from convzoo.train.config import TrainConfig
 from convzoo.train.env import keep_batch_memory
 from convzoo.train.loop import make_optimizer
@@ -39,17 +38,7 @@ def step_seconds(name: str, size: tuple[int, int, int], batch: int, options: dic
     net.input_range()  # the input check's one-off probe stays out of the timings
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4,
                                 **options)
-    loss_fn = nn.CrossEntropyLoss()
-    times = []
-    for i in range(steps + 2):
-        t = time.perf_counter()
-        loss = loss_fn(net(X), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if i >= 2:
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return train_step_seconds(net, X, y, optimizer, steps)
 
 
 def picked(name: str, in_channels: int) -> str:

@@ -46,6 +46,13 @@ def test_optimizer_step():
     assert "loop/fused" in out and "lenet" in out and out.rstrip().endswith("fused")
 
 
+def test_vgg_head():
+    out = run("vgg_head.py", "--models", "vgg11_small", "--sides", "32", "--batch-size", "2", "--steps", "1",
+              "--repeats", "1")
+    row = out.splitlines()[-1].split()
+    assert row[:2] == ["vgg11_small", "32"] and float(row[-1]) < 1e-5
+
+
 @pytest.mark.data
 def test_memory(tmp_path):
     need_fashion()

@@ -402,6 +402,54 @@ def test_tracing_skips_the_probe_of_an_unpinned_model():
         net(torch.zeros(1, 1, 8, 8))
 
 
+# ---- VGG's classifier at inputs below 64 pixels ------------------------------------------------------------
+
+
+def _vgg_step(net: nn.Module, X: torch.Tensor, y: torch.Tensor, observe: bool):
+    """Logits and gradients of one training step, dropout's masks drawn from seed 1; ``observe`` puts a
+    forward hook on the first linear layer, which makes the head take the full product."""
+    hook = net.head[2].register_forward_hook(lambda *_: None) if observe else None
+    torch.manual_seed(1)
+    out = net(X)
+    net.zero_grad()
+    nn.functional.cross_entropy(out, y).backward()
+    if hook is not None:
+        hook.remove()
+    return out.detach(), {k: p.grad.clone() for k, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize(("name", "side"), [("vgg11_small", 32), ("vgg11_small", 63), ("vgg11_bn", 40)])
+def test_vgg_head_shortcut_is_the_full_product_in_outputs_and_gradients(name, side, monkeypatch):
+    torch.manual_seed(0)
+    net = create_model(name).train()
+    X, y = torch.randn(16, 1, side, side), torch.randint(0, 10, (16,))
+    calls = []
+    monkeypatch.setattr(nn.functional, "linear", lambda x, w, b: calls.append(w.shape) or torch.addmm(b, x, w.T))
+    (short, short_grads), (full, full_grads) = _vgg_step(net, X, y, False), _vgg_step(net, X, y, True)
+    assert calls[0] == (4096, net.head[2].in_features // 49)  # the shortcut ran, once
+    torch.testing.assert_close(short, full, rtol=1e-5, atol=1e-5)
+    # against the largest gradient: a convolution's bias before batch norm has a gradient of zero but rounding
+    scale = max(g.abs().max().item() for g in full_grads.values())
+    for k in full_grads:
+        torch.testing.assert_close(short_grads[k], full_grads[k], rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_vgg_head_shows_every_layer_to_an_inspector_and_keeps_a_replaced_layer():
+    net = create_model("vgg11_small").eval()
+    rows = {r.name: r for r in convzoo.summary(net, (1, 32, 32)).layers}
+    assert rows["head.0"].output_shape[1:] == (128, 7, 7) and rows["head.2"].macs == 128 * 49 * 4096
+    net.head[2] = nn.Linear(128 * 49, 4096, bias=False)  # a replaced layer without bias: folded alike
+    X = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        short = net(X)
+        hook = net.head[2].register_forward_hook(lambda *_: None)
+        torch.testing.assert_close(short, net(X), rtol=1e-5, atol=1e-6)
+        hook.remove()
+    net.head[0] = nn.AdaptiveAvgPool2d(1)  # another pool: the head is a plain Sequential again
+    net.head[2] = nn.Linear(128, 4096)
+    assert net(X).shape == (2, 10)
+
+
 # ---- model surgery (the input check follows the modules) ----------------------------------------------
 
 

@@ -26,7 +26,7 @@ from convzoo.errors import ConvzooError
 from convzoo.utils.atomic import write_text_atomic
 from convzoo.utils.table import render_table
 
-__all__ = ["BenchResult", "benchmark_model", "format_table", "matmul_peak", "write_csv"]
+__all__ = ["BenchResult", "benchmark_model", "format_table", "matmul_peak", "train_step_seconds", "write_csv"]
 
 
 def _timed(fn: Callable[[], object], seconds: float, min_runs: int = 3) -> list[float]:
@@ -38,6 +38,23 @@ def _timed(fn: Callable[[], object], seconds: float, min_runs: int = 3) -> list[
         fn()
         times.append(time.perf_counter() - t)
     return times
+
+
+def train_step_seconds(net: nn.Module, X: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+                       steps: int, warmup: int = 2) -> float:
+    """The median seconds of ``steps`` training steps of ``net`` on ``X``, ``y`` (forward, cross-entropy,
+    backward, ``optimizer.step()``) after ``warmup`` more; the CPU's clock, so for CPU tensors."""
+    loss_fn = nn.CrossEntropyLoss()
+    times = []
+    for i in range(warmup + steps):
+        t = time.perf_counter()
+        loss = loss_fn(net(X), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def matmul_peak(seconds: float = 1.0, sizes: tuple[int, ...] = (1024, 2048), device: str = "cpu") -> float:

@@ -195,13 +195,14 @@ def _trace(model: nn.Module, X: Tensor) -> list[_Call]:
 
 
 def _notes_selection(calls: list[_Call], depth: int | None) -> list[int]:
-    """The calls the notes' ``showModel`` prints: the network's top-level layers, ``nn.Sequential``s
-    expanded (all the way down, or ``depth`` levels below the top when given)."""
+    """The calls the notes' ``showModel`` prints: the network's top-level layers, ``nn.Sequential``s (their
+    subclasses too, which iterate alike) expanded (all the way down, or ``depth`` levels below the top when
+    given)."""
     root = calls[0]
     top: list[int] = []
     for child in root.children:  # a zoo model's features and head are the notes' one flat Sequential
         module = calls[child].module
-        if isinstance(root.module, ConvNet) and type(module) is nn.Sequential:
+        if isinstance(root.module, ConvNet) and isinstance(module, nn.Sequential):
             top += calls[child].children
         else:
             top.append(child)
@@ -209,7 +210,7 @@ def _notes_selection(calls: list[_Call], depth: int | None) -> list[int]:
 
     def visit(index: int, level: int) -> None:
         call = calls[index]
-        if type(call.module) is nn.Sequential and call.children and (depth is None or level < depth):
+        if isinstance(call.module, nn.Sequential) and call.children and (depth is None or level < depth):
             for child in call.children:
                 visit(child, level + 1)
         else:
