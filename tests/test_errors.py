@@ -10,6 +10,7 @@ import errno
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -232,15 +233,22 @@ def test_ctrl_c_while_the_parser_is_built_is_130(capsys, monkeypatch):
     assert code == 130 and err == "convzoo: interrupted\n"
 
 
+def _sigint_as_a_terminal_gives_it() -> None:
+    """For a child that is to be interrupted: SIGINT at its default, as a terminal's foreground job has it. A
+    shell without job control starts background commands with SIGINT ignored, and a Python started so keeps
+    ignoring it (no KeyboardInterrupt ever), which would fail these tests for a reason outside convzoo."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_torch_loads_is_130_with_one_line():
     """The console script imports the package before any convzoo code runs; ``import convzoo`` imports no
     torch, so a Ctrl-C while torch loads (the first seconds of every command) lands inside the boundary."""
-    import signal
     import time
 
     convzoo = shutil.which("convzoo", path=str(Path(sys.executable).parent))
     command = [convzoo] if convzoo else [sys.executable, "-m", "convzoo"]
-    process = subprocess.Popen([*command, "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*command, "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_sigint_as_a_terminal_gives_it)
     maps = Path(f"/proc/{process.pid}/maps")
     deadline = time.monotonic() + 60
     while process.poll() is None and time.monotonic() < deadline:  # until torch's library is being loaded
@@ -280,7 +288,8 @@ def test_ctrl_c_that_torch_would_swallow_still_ends_the_command(tmp_path):
     (tmp_path / "torch" / "__init__.py").write_text(_SWALLOWING_TORCH)
     code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from convzoo.cli import main; "
             "sys.exit(main(['models']))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          preexec_fn=_sigint_as_a_terminal_gives_it)
     assert (done.returncode, done.stderr, done.stdout) == (130, "convzoo: interrupted\n", "")
 
 # ---- stdout closed by its reader ----------------------------------------------------------------------------
