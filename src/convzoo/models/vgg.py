@@ -170,7 +170,8 @@ def vgg19_bn(*, num_classes: int = 10, in_channels: int = 1) -> VGG:
 
 
 # on a CPU the report trains it at 32x32, its smallest side, where VGGHead's shortcut takes 48/49 of its first
-# linear layer's work away (0.9030 after 7 epochs in 15 minutes at best, docs/benchmarks.md; 0.892 after 3 at 48x48)
+# linear layer's work away (0.9030 after 7 epochs in 15 minutes at best, docs/benchmarks.md); 48x48 for the same
+# time, or crops and flips, level off no higher on a validation split (2026-12-06)
 @register_model(paper=SIMONYAN_2014, year=2014, num_params=43_093_322, input_size=(1, 224, 224), min_side=32,
                 notes="000", d2l=D2LRecipe(table_row=3, resize=224, batch_size=128, lr=0.05, test_acc=0.919),
                 report=ReportPlan(cpu_side=32, fast_overrides=FAST_WITHOUT_BATCH_NORM))
