@@ -15,6 +15,7 @@ stops every process with that message, printed once, by rank 0) and an object se
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -197,6 +198,14 @@ def setup(device: torch.device, threads: int | None, timeout_s: float) -> Dist:
         raise ConvzooError(f"several processes need --device cpu or cuda, not {device.type}")
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not torch.distributed.is_initialized():
+        # Import torch._dynamo before the group exists (DistributedDataParallel imports it on construction):
+        # imported while a group exists, it keeps references to that group (torch 2.14), so that
+        # destroy_process_group no longer frees it. Its gloo worker threads then live on into the interpreter's
+        # shutdown, and one that releases a finished collective's tensors there needs the GIL it can no longer
+        # take: the process aborts after a successful run ("terminate called without an active exception";
+        # about 1 run in 30 of two processes on a loaded 2-core machine). tests/test_distributed.py checks that
+        # teardown frees the group.
+        importlib.import_module("torch._dynamo")
         kwargs: dict[str, Any] = {}
         if device.type == "cuda":
             torch.cuda.set_device(dist.local_rank)
