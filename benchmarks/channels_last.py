@@ -18,7 +18,7 @@ import torch
 import convzoo
 from convzoo.bench import benchmark_model, matmul_peak
 from convzoo.train.env import keep_batch_memory
-from convzoo.train.loop import auto_channels_last
+from convzoo.train.model import auto_channels_last
 
 # (model, input size, batch): the sizes convzoo's recipes train them at
 DEFAULT = [("lenet", (1, 28, 28), 256), ("lenet_bn", (1, 28, 28), 256), ("simple_cnn", (1, 28, 28), 64),

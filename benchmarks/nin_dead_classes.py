@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import convzoo
     from convzoo.data import load_dataset
-    from convzoo.train.loop import kaiming_identity_init_, kaiming_init_, xavier_init_
+    from convzoo.train.init import kaiming_identity_init_, kaiming_init_, xavier_init_
     from convzoo.train.pipeline import Preprocess
 
     data = load_dataset("fashion-mnist", data_dir=args.data_dir)

@@ -6,7 +6,7 @@ The training step (forward, cross-entropy, backward, Nesterov SGD with weight de
 train) is timed with ``torch.optim.SGD``'s per-parameter loop (``foreach=False``), its multi-tensor
 version (``foreach=True``) and its fused kernel (``fused=True``), in turn, ``--repeats`` times each; the
 medians are compared so that a busy machine affects all three alike. The last column is the implementation
-``convzoo.train.loop.make_optimizer`` picks.
+``convzoo.train.optim.make_optimizer`` picks.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import convzoo
 from convzoo.bench import train_step_seconds
 from convzoo.train.config import TrainConfig
 from convzoo.train.env import keep_batch_memory
-from convzoo.train.loop import make_optimizer
+from convzoo.train.optim import make_optimizer
 
 # (model, input size, batch): the sizes convzoo's recipes train them at
 DEFAULT = [("fastcnn_fashion", (1, 28, 28), 256), ("airbench_cifar", (3, 32, 32), 512),

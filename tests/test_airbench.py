@@ -20,12 +20,14 @@ from convzoo.data import Split
 from convzoo.errors import ConvzooError
 from convzoo.models.airbench import Whitening
 from convzoo.train import TrainConfig, fit, resolve_config
+from convzoo.train import init as init_module
 from convzoo.train import loop as loop_module
+from convzoo.train import optim as optim_module
 from convzoo.train.averaging import WeightAverage
 from convzoo.train.config import load_config_file, save_config
 from convzoo.train.evaluation import tta_logits
-from convzoo.train.loop import Interrupted
 from convzoo.train.pipeline import Augment, Batches, Preprocess
+from convzoo.train.run import Interrupted
 from train_fixtures import SHARED_DATA, make_toy_mnist
 
 
@@ -75,20 +77,20 @@ def test_whiten_option_uses_a_subset_drawn_from_the_seed(monkeypatch):
     images = (torch.rand(40, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
     split = Split(images, torch.zeros(40, dtype=torch.int64))
     preprocess = Preprocess(3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    monkeypatch.setattr(loop_module, "WHITEN_IMAGES", 10)
+    monkeypatch.setattr(init_module, "WHITEN_IMAGES", 10)
 
     def whitened(seed: int) -> torch.Tensor:
         net = convzoo.create_model("airbench_cifar")
-        loop_module.whiten_(net, split, preprocess, seed)
+        init_module.whiten_(net, split, preprocess, seed)
         return net.features[0][0].weight.detach().clone()
 
-    chosen = torch.randperm(40, generator=loop_module.generator(3, "whiten"))[:10]
+    chosen = torch.randperm(40, generator=init_module.generator(3, "whiten"))[:10]
     by_hand = Whitening(3)
     by_hand.whiten_(preprocess(images[chosen]))
     assert torch.equal(whitened(3), by_hand.weight)
     assert torch.equal(whitened(3), whitened(3)) and not torch.allclose(whitened(3), whitened(4))
     with pytest.raises(ConvzooError, match="--whiten sets a whitening layer, and lenet has none"):
-        loop_module.whiten_(convzoo.create_model("lenet"), split, preprocess, 0)
+        init_module.whiten_(convzoo.create_model("lenet"), split, preprocess, 0)
 
 
 # ---- identity init, frozen batch-norm scales, the shifts' learning rate -----------------------------------
@@ -98,7 +100,7 @@ def test_dirac_init_makes_later_3x3_convolutions_identity_maps():
     torch.manual_seed(0)
     net = convzoo.create_model("airbench_cifar")
     stem = net.features[0][0].weight.detach().clone()
-    loop_module.dirac_init_(net)
+    init_module.dirac_init_(net)
     assert torch.equal(net.features[0][0].weight, stem)  # the first convolution keeps its init
     X = torch.randn(2, 64, 9, 9)
     group = net.features[1]
@@ -106,15 +108,15 @@ def test_dirac_init_makes_later_3x3_convolutions_identity_maps():
     widened = group.conv1(X[:, :24])  # 24 -> 64: the first 24 channels pass through, the others keep their init
     assert torch.allclose(widened[:, :24], X[:, :24], atol=1e-6) and widened[:, 24:].abs().sum() > 0
     with pytest.raises(ConvzooError, match="--init dirac sets 3x3 convolutions after the first, and lenet has none"):
-        loop_module.dirac_init_(convzoo.create_model("lenet"))
+        init_module.dirac_init_(convzoo.create_model("lenet"))
 
 
 def test_frozen_bn_scales_stay_1_and_the_shifts_get_their_own_lr():
     torch.manual_seed(0)
     net = convzoo.create_model("fastcnn_mnist")
-    loop_module.freeze_bn_scales_(net)
+    init_module.freeze_bn_scales_(net)
     config = TrainConfig(model="fastcnn_mnist", optimizer="nesterov", lr=0.1, weight_decay=0.01, bias_lr_scale=64)
-    optimizer = loop_module.make_optimizer(config, net)
+    optimizer = optim_module.make_optimizer(config, net)
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     shifts = {id(m.bias) for m in bns}
     others, biases = optimizer.param_groups
@@ -127,9 +129,9 @@ def test_frozen_bn_scales_stay_1_and_the_shifts_get_their_own_lr():
     assert all(torch.equal(m.weight, torch.ones_like(m.weight)) and not m.weight.requires_grad for m in bns)
     assert all(not torch.equal(m.bias, b) for m, b in zip(bns, before, strict=True))
     with pytest.raises(ConvzooError, match="--bn-frozen-scale freezes batch-norm scales, and lenet has no batch"):
-        loop_module.freeze_bn_scales_(convzoo.create_model("lenet"))
+        init_module.freeze_bn_scales_(convzoo.create_model("lenet"))
     with pytest.raises(ConvzooError, match="--bias-lr-scale scales the learning rate of batch-norm shifts"):
-        loop_module.make_optimizer(TrainConfig(model="lenet", bias_lr_scale=2), convzoo.create_model("lenet"))
+        optim_module.make_optimizer(TrainConfig(model="lenet", bias_lr_scale=2), convzoo.create_model("lenet"))
 
 
 # ---- the moving average of the weights --------------------------------------------------------------------
@@ -242,12 +244,12 @@ def test_whitening_bias_trains_for_its_epochs_then_stops(toy, tmp_path, monkeypa
 def test_schedule_runs_from_its_start_fraction_to_its_final_fraction():
     config = TrainConfig(lr=2.0, epochs=10, warmup_epochs=2, warmup_start=0.2, final_lr_fraction=0.07,
                          schedule="onecycle")
-    assert loop_module.lr_at(config, 0, 10) == pytest.approx(2.0 * (0.2 + 0.8 / 20))
-    assert loop_module.lr_at(config, 19, 10) == pytest.approx(2.0)  # the peak at the warm-up's last step
-    assert loop_module.lr_at(config, 99, 10) == pytest.approx(2.0 * (0.07 + 0.93 / 80))
-    assert loop_module.lr_at(config, 100, 10) == pytest.approx(2.0 * 0.07)
+    assert optim_module.lr_at(config, 0, 10) == pytest.approx(2.0 * (0.2 + 0.8 / 20))
+    assert optim_module.lr_at(config, 19, 10) == pytest.approx(2.0)  # the peak at the warm-up's last step
+    assert optim_module.lr_at(config, 99, 10) == pytest.approx(2.0 * (0.07 + 0.93 / 80))
+    assert optim_module.lr_at(config, 100, 10) == pytest.approx(2.0 * 0.07)
     cosine = TrainConfig(lr=1.0, epochs=1, schedule="cosine", final_lr_fraction=0.1)
-    assert loop_module.lr_at(cosine, 100, 100) == pytest.approx(0.1)
+    assert optim_module.lr_at(cosine, 100, 100) == pytest.approx(0.1)
     for bad in (dict(warmup_start=1.5), dict(final_lr_fraction=-0.1)):
         with pytest.raises(ConvzooError, match="a fraction of lr in"):
             TrainConfig(**bad)
@@ -396,12 +398,12 @@ def test_airbench_recipe_fits_on_cifar10(tmp_path):
     assert (config["model"], config["recipe"], config["whiten"], config["tta"]) == ("airbench_cifar", "airbench",
                                                                                    True, "flip-translate")
     # the whitening layer holds the kernels of the seed's subset of the training split: set, then frozen
-    from convzoo.train.loop import _load_splits
+    from convzoo.train.run import load_splits as _load_splits
 
     resolved = resolve_config(recipe="airbench", overrides=dict(train_limit=512, epochs=1, val_split=0.02,
                                                                 data_dir=str(SHARED_DATA)))
     data, _ = _load_splits(resolved)
     net = convzoo.create_model("airbench_cifar")
-    loop_module.whiten_(net, data.train, Preprocess(3, mean=data.mean, std=data.std), 0)
+    init_module.whiten_(net, data.train, Preprocess(3, mean=data.mean, std=data.std), 0)
     assert torch.allclose(_weights(run)["features.0.0.weight"], net.features[0][0].weight, atol=1e-6)
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1

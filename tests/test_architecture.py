@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +127,67 @@ def test_every_module_imports():
     """Every module of the package loads (the graph above is read from the source; this runs it)."""
     for module in sorted(set(MODULES) - {"convzoo.__main__"}):
         importlib.import_module(module)
+
+
+# ---- docs/architecture.md is kept true: its module list names every module, its import order holds ---------
+
+ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+GROUPS = {"convzoo.models": "the model families", "convzoo.cli": "the command modules"}  # (named as a group)
+
+
+def _module_list() -> list[str]:
+    """The paths the doc's module list names, first word of each line of its first code block."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    block = text.split("## The package, one line per module", 1)[1].split("```", 2)[1]
+    return [line.split()[0] for line in block.splitlines()[1:] if line.strip()]
+
+
+def _import_order() -> dict[str, int]:
+    """Each module the doc's import order names, with its place in the order (a group's modules share one)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    section = text.split("## Import order, from the bottom up", 1)[1].split("\n## ", 1)[0]
+    order: dict[str, int] = {}
+    for line in section.splitlines():
+        if not line[:1].isdigit():
+            continue
+        line = re.sub(r"\([^)]*\)", "", line)  # (an aside names modules it does not place)
+        for i, part in enumerate(line.split("`")):
+            if i % 2:
+                order["convzoo" if part == "convzoo" else f"convzoo.{part}"] = len(order)
+                continue
+            for package, group in GROUPS.items():
+                if group in part:
+                    place = len(order)
+                    order.update({m: place for m in MODULES if m.startswith(package + ".") and m not in order
+                                  and m.count(".") == 2})
+                    order[group] = place
+    return {m: p for m, p in order.items() if m in MODULES}
+
+
+def test_the_module_list_names_every_module():
+    paths = _module_list()
+    listed = {p.removesuffix(".py").replace("/", ".").removesuffix(".__init__") for p in paths if "<" not in p}
+    folders = [p.rstrip("/").replace("/", ".") for p in paths if p.endswith("/")]
+    families = [p.split("<")[0].replace("/", ".") for p in paths if "<" in p]  # models/<family>.py, cli/<command>.py
+    missing = [m for m in MODULES if m not in listed
+               and not any(m == f or m.startswith(f + ".") for f in folders)
+               and not any(m.startswith(f) for f in families)]
+    assert missing == [], f"docs/architecture.md's module list lacks {missing}"
+    assert [p for p in listed if p not in MODULES and p.rstrip(".") not in MODULES] == []
+
+
+def test_every_module_imports_only_modules_before_it_in_the_documented_order():
+    order = _import_order()
+    unplaced = sorted(m for m in MODULES if m not in order)
+    assert unplaced == [], f"docs/architecture.md's import order does not place {unplaced}"
+    late = {m: sorted(d for d in GRAPH[m] if d in order and order[d] > order[m]) for m in order}
+    assert {m: d for m, d in late.items() if d} == {}, "imports of modules the doc places later"
+
+
+TRAIN_MODULE_LINES = 400  # "no module of train/ over about 400 lines" (one concept each)
+
+
+def test_train_modules_hold_one_concept_each():
+    long = {m: n for m, p in MODULES.items() if m.startswith("convzoo.train.")
+            and (n := len(p.read_text(encoding="utf-8").splitlines())) > TRAIN_MODULE_LINES}
+    assert long == {}, "split these modules by concept (docs/architecture.md)"

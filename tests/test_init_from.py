@@ -1,4 +1,4 @@
-"""``convzoo train --init-from RUN|FILE`` (issue 16, item 18): a new run starts from trained weights; the
+"""``convzoo train --init-from RUN|FILE``: a new run starts from trained weights; the
 classifier is new when the classes differ, the first convolution adapted when the channels do, and the
 weights of another model are refused naming both."""
 
@@ -47,14 +47,14 @@ def selected(run: Path) -> dict[str, torch.Tensor]:
 def built_weights(monkeypatch) -> list[dict[str, torch.Tensor]]:
     """The model's weights as ``_build`` leaves them, before the first step."""
     seen: list[dict[str, torch.Tensor]] = []
-    build = loop_module._build
+    build = loop_module.build_run
 
     def spy(*args, **kwargs):
         run = build(*args, **kwargs)
         seen.append({k: v.detach().clone() for k, v in run.net.state_dict().items()})
         return run
 
-    monkeypatch.setattr(loop_module, "_build", spy)
+    monkeypatch.setattr(loop_module, "build_run", spy)
     return seen
 
 

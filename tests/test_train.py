@@ -17,9 +17,12 @@ from safetensors.torch import load_file
 import convzoo
 from convzoo.errors import ConvzooError, DivergenceError, RunError
 from convzoo.train import TrainConfig, fit, resolve_config
+from convzoo.train import init as init_module
 from convzoo.train import loop as loop_module
+from convzoo.train import optim as optim_module
 from convzoo.train.config import config_diff, load_config_file, save_config
-from convzoo.train.loop import Interrupted, lr_at
+from convzoo.train.optim import lr_at
+from convzoo.train.run import Interrupted
 from train_fixtures import make_toy_mnist, need_fashion, need_mnist
 
 
@@ -62,7 +65,7 @@ def test_d2l_recipe_sets_the_published_hyperparameters():
 def test_weight_inits(init):
     net = convzoo.create_model("vgg11_small")
     torch.manual_seed(0)
-    (loop_module.xavier_init_ if init == "xavier" else loop_module.kaiming_init_)(net)
+    (init_module.xavier_init_ if init == "xavier" else init_module.kaiming_init_)(net)
     layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     for m in layers:
         fan_in, fan_out = m.weight[0].numel(), m.weight.shape[0] * m.weight[0, 0].numel()
@@ -135,7 +138,7 @@ def test_sgd_is_torchs_fused_kernel_on_the_cpu_and_updates_as_the_loop_does(opti
     torch.manual_seed(0)
     nets = [convzoo.create_model("lenet"), convzoo.create_model("lenet")]
     nets[1].load_state_dict(nets[0].state_dict())
-    fused = loop_module.make_optimizer(config, nets[0])
+    fused = optim_module.make_optimizer(config, nets[0])
     loop = torch.optim.SGD(nets[1].parameters(), lr=0.1, momentum=fused.defaults["momentum"],
                            nesterov=optimizer == "nesterov", weight_decay=5e-3, foreach=False)
     assert fused.defaults["fused"] is True and fused.defaults["nesterov"] == (optimizer == "nesterov")
@@ -413,7 +416,7 @@ def test_early_stopping_stops_and_a_resumed_run_stays_stopped(toy, tmp_path):
 def test_kaiming_identity_init_leaves_no_class_of_nin_dead_at_the_start():
     """NiN's logits come out of a ReLU: at He init some class channels are 0 for every image (never predicted,
     never trained); kaiming-identity starts every one alive (docs/benchmarks.md, the zoo table's NiN)."""
-    from convzoo.train.loop import kaiming_identity_init_, kaiming_init_
+    from convzoo.train.init import kaiming_identity_init_, kaiming_init_
 
     X = torch.rand(64, 1, 72, 72, generator=torch.Generator().manual_seed(0))  # images in [0, 1]
 

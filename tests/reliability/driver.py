@@ -6,9 +6,9 @@ has no such hook.
 
 ``--at checkpoint.save_file:2:KILL`` sends SIGKILL to the process itself on the 2nd call of ``save_file``
 inside convzoo's checkpoint module, so the kill lands while a checkpoint is half written. A HOOK is one of
-``HOOKS``: ``MODULE.NAME`` with MODULE one of ``checkpoint``, ``saver``, ``loop`` (``convzoo.train.*``) or
-``atomic`` (``convzoo.utils.atomic``, the one atomic writer), NAME the name as that module sees it
-(``checkpoint.os.replace`` counts the checkpoint module's renames only, not matplotlib's). The ``atomic``
+``HOOKS``: ``MODULE.NAME`` with MODULE one of ``checkpoint``, ``saver``, ``run``, ``run_dir``, ``optim``
+(``convzoo.train.*``) or ``atomic`` (``convzoo.utils.atomic``, the one atomic writer), NAME the name as that
+module sees it (``checkpoint.os.replace`` counts the checkpoint module's renames only, not matplotlib's). The ``atomic``
 hooks count the calls made for the run's own files only (metrics, curves, config, run.json, the final
 figures: a caller in ``convzoo.train``), not those of the data cache, which only the first run on a data
 set writes. ACTION is
@@ -44,17 +44,18 @@ HOOKS = (
     "checkpoint.os.replace", "checkpoint.os.symlink", "checkpoint.shutil.rmtree",
     "atomic.fsync_file", "atomic.os.replace", "atomic.fsync_dir",
     "saver.write_metrics", "saver.plot_curves",
-    "loop.evaluate_batches", "loop.lr_at", "loop.save_config",
+    "run.evaluate_batches", "optim.lr_at", "run_dir.save_config",
 )
 ACTIONS = ("KILL", "INT", "TERM", "TRUNCATE_KILL")
 sequence: list[str] = []  # the hooks in the order they were called
 
 
 def _module(name: str) -> types.ModuleType:
-    from convzoo.train import checkpoint, loop, saver
+    from convzoo.train import checkpoint, optim, run, run_dir, saver
     from convzoo.utils import atomic
 
-    return {"checkpoint": checkpoint, "saver": saver, "loop": loop, "atomic": atomic}[name]
+    return {"checkpoint": checkpoint, "saver": saver, "run": run, "run_dir": run_dir, "optim": optim,
+            "atomic": atomic}[name]
 
 
 def _for_the_run(frame: types.FrameType | None) -> bool:

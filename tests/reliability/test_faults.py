@@ -142,7 +142,7 @@ def test_kill_before_the_run_is_written(toy, zygotes, reference, tmp_path, capsy
     """Killed while loading the data (the run directory holds only the dead process's lock): there is no run
     to resume, the message says so; the original command starts it, taking the stale lock over."""
     z, run = zygotes[0], tmp_path / "run"
-    assert z.run(train_args(toy, run), ["loop.save_config:1:KILL"]) == -signal.SIGKILL
+    assert z.run(train_args(toy, run), ["run_dir.save_config:1:KILL"]) == -signal.SIGKILL
     assert sorted(p.name for p in run.iterdir()) == ["lock"]
     assert z.run(resume_args(toy, run)) == 2
     assert z.stderr.read_text().strip() == f"convzoo: error: --resume {run}: no run there (config.toml missing)"
@@ -190,7 +190,7 @@ def test_kill_after_the_last_checkpoint_keeps_every_metrics_row(toy, zygotes, re
 
 
 @pytest.mark.parametrize("hook, action, code, saved", [
-    ("loop.lr_at:18", "INT", 130, "epoch-0002-step-0005"),  # during step 5 of epoch 2 (12 steps + 1 row call each)
+    ("optim.lr_at:18", "INT", 130, "epoch-0002-step-0005"),  # during step 5 of epoch 2 (12 steps + 1 row call each)
     ("checkpoint.save_file:2", "TERM", 143, "epoch-0002"),  # while the checkpoint of epoch 2 is being written
 ])
 def test_sigint_and_sigterm_save_and_resume(toy, reference, tmp_path, hook, action, code, saved, record_counts):

@@ -165,8 +165,8 @@ def _interrupted_run(err: BaseException) -> int | None:
     """The exit code (128 + the signal's number) when ``err`` is the trainer's ``Interrupted``, else None.
     Looked up among the loaded modules, not imported: with the trainer not loaded, no run was interrupted
     (and the boundary stays free of torch)."""
-    loop = sys.modules.get("convzoo.train.loop")
-    if loop is not None and isinstance(err, loop.Interrupted):
+    run = sys.modules.get("convzoo.train.run")
+    if run is not None and isinstance(err, run.Interrupted):
         code: int = err.exit_code
         return code
     return None

@@ -2,13 +2,14 @@
 
 Inside, from bottom to top: ``config``, ``env``, ``pipeline``, ``state`` (the typed training state),
 ``checkpoint`` (the checkpoint files and the run's lock), ``report`` and ``plots``, ``saver`` (what a run
-persists), ``evaluation``, ``loop`` (``fit``), ``inference``.
+persists), ``evaluation``, ``optim``, ``init``, ``model``, ``run`` (the run's steps), ``loop`` (``fit``), ``inference``.
 """
 
 from convzoo.train.config import RECIPES, TrainConfig, resolve_config
 from convzoo.train.evaluation import EvalResult, evaluate_batches
 from convzoo.train.inference import Checkpoint, EvalReport, evaluate, load, read_image
-from convzoo.train.loop import Interrupted, RunResult, fit, train_one_epoch
+from convzoo.train.loop import fit, train_one_epoch
+from convzoo.train.run import Interrupted, RunResult
 from convzoo.train.saver import CheckpointSaver
 from convzoo.train.state import TrainingState
 
