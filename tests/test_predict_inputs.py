@@ -1,4 +1,4 @@
-"""Prediction from what users hold (issue 16, items 6 and 21): ``Checkpoint.predict`` takes paths, PIL images,
+"""Prediction from what users hold: ``Checkpoint.predict`` takes paths, PIL images,
 numpy arrays, uint8 and float tensors alike, or refuses with one clear error; ``convzoo predict`` reports an
 unreadable file and predicts the rest, takes folders and globs, and prints JSON on request."""
 
@@ -23,7 +23,7 @@ from train_fixtures import make_toy_mnist, toy_images
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch run of a small CNN on the toy MNIST (10 classes, 1 channel, 28 x 28)."""
-    root = tmp_path_factory.mktemp("issue16")
+    root = tmp_path_factory.mktemp("predict_inputs")
     toy = make_toy_mnist(root / "toy", 256, 64)
     out = root / "run"
     fit(TrainConfig(model="simple_cnn", dataset="mnist", data_dir=str(toy), epochs=1, batch_size=64,

@@ -1,5 +1,5 @@
-"""Issue 16's data items: an empty imagefolder path (#12), empty class folders (#14), leakage by content
-(#4), a stratified --train-limit (#15) and image-folder paths stored resolved (#17)."""
+"""What loading a data set checks and records: an empty imagefolder path, empty class folders, leakage
+between splits by content, a stratified --train-limit and image-folder paths stored resolved."""
 
 from __future__ import annotations
 

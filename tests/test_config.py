@@ -1,7 +1,7 @@
-"""Issue 16, the training configuration and what ``convzoo train`` refuses before it starts: boolean options
-as flag pairs (#2), one typed validation from ``TrainConfig``'s own type hints for flags and TOML files
-alike (#3), ranges checked up front (#10), an honest divergence message (#16), a batch size batch norm
-cannot train refused before the run directory exists (#19); and the error boundary's cases #9 and #11."""
+"""The training configuration and what ``convzoo train`` refuses before it starts: boolean options as flag
+pairs, one typed validation from ``TrainConfig``'s own type hints for flags and TOML files alike, ranges
+checked up front, an honest divergence message, a batch size batch norm cannot train refused before the run
+directory exists; and how the error boundary reports them."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from convzoo.cli import build_parser, main
 from convzoo.errors import ConvzooError, DivergenceError
 from convzoo.train import TrainConfig, fit
 from convzoo.train.config import load_config_file, resolve_config
-from convzoo.train.loop import Interrupted
+from convzoo.train.run import Interrupted
 from train_fixtures import make_toy_mnist
 
 

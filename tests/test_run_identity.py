@@ -1,4 +1,4 @@
-"""A run records the identity of its data (issue 16, items 1, 5 and 18): a resume or ``convzoo eval`` on
+"""A run records the identity of its data: a resume or ``convzoo eval`` on
 other data is refused by content, not by path; ``--recipe`` and ``--out`` are not silently ignored on
 resume; a finished run says so when resumed; runs saved before the record still resume and evaluate."""
 
