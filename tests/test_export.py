@@ -219,6 +219,26 @@ def test_cli_exports_a_zoo_model_to_its_default_name(tmp_path, capsys, monkeypat
     assert read_metadata(tmp_path / "lenet_bn.onnx")["classes"] is None  # random weights: no classes
 
 
+def test_cli_refuses_an_existing_file_without_force_and_a_missing_folder(tmp_path, capsys, monkeypatch):
+    """An existing --out (or default NAME.onnx) is kept unless --force, as a run directory keeps its run; a
+    folder that does not exist is named, not made (a typo would otherwise scatter files)."""
+    monkeypatch.chdir(tmp_path)
+    for argv, existing in ((["--out", "mine.onnx"], tmp_path / "mine.onnx"), ([], tmp_path / "lenet_bn.onnx")):
+        existing.write_bytes(b"keep me")
+        code, _, err = run_cli(capsys, "export", "--model", "lenet_bn", *argv)
+        assert code == 2 and err.strip().splitlines() == [
+            f"convzoo: error: {existing.name} already exists; add --force to replace it, or choose another --out"]
+        assert existing.read_bytes() == b"keep me"
+        code, printed, err = run_cli(capsys, "export", "--model", "lenet_bn", *argv, "--force")
+        assert code == 0 and printed.startswith(f"wrote {existing.name} (onnx"), err
+        assert read_metadata(existing)["model"] == "lenet_bn"
+    code, _, err = run_cli(capsys, "export", "--model", "lenet_bn", "--out", "missing/sub/net.onnx")
+    assert code == 2 and err.strip().splitlines() == [
+        "convzoo: error: --out missing/sub/net.onnx: the folder missing/sub does not exist; create it "
+        "(mkdir -p missing/sub) or choose another --out"]
+    assert not (tmp_path / "missing").exists()
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["export"], "convzoo export: error: give a RUN_DIR (a run directory or a checkpoint folder) or --model NAME"),
     (["export", "runs/x", "--model", "lenet"], "give RUN_DIR or --model, not both"),

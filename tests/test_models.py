@@ -343,25 +343,16 @@ def test_scratch_bn_lenet_uses_the_hand_written_layer():
 # ---- tracing, FX and export (the input check is invisible to them) ---------------------------------------
 
 
-class _ScratchLeafTracer(torch.fx.Tracer):
-    """FX's tracer with the from-scratch batch norm as a leaf: its functional core validates shapes in Python
-    (it is the readable version, not a traceable one); every other module is traced through."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        from convzoo.scratch import BatchNorm
-
-        return isinstance(m, BatchNorm) or super().is_leaf_module(m, module_qualified_name)
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_fx_and_export_trace_the_layers_only(name):
     """``torch.fx.symbolic_trace`` and ``torch.export.export`` (shapes only, on the meta device) give graphs
     with the same output as the model, and no trace of the input check: a wrong-sized input then reaches the
-    layers, which is what a traced graph does."""
+    layers, which is what a traced graph does. The from-scratch batch norm (lenet_bn_scratch) traces too: its
+    functional core, which checks shapes in Python, is one call in the graph."""
     with torch.device("meta"):
         net = create_model(name).eval()
     X = small_input(name, batch=1, device="meta")
-    graph = torch.fx.GraphModule(net, _ScratchLeafTracer().trace(net))
+    graph = torch.fx.symbolic_trace(net)
     assert graph(X).shape == (1, 10)
     assert "check_input" not in graph.code and "input_range" not in graph.code
     exported = torch.export.export(net, (X,))

@@ -107,3 +107,17 @@ def test_output_size_errors():
         output_size(3, 5)
     with pytest.raises(ValueError, match="stride must be a whole number >= 1"):
         output_size(5, 3, stride=0)
+
+
+def test_fx_traces_the_layer_as_one_call_that_agrees_in_both_modes():
+    """``torch.fx.symbolic_trace`` of the hand-written layer (and of lenet_bn_scratch, in tests/test_models.py):
+    its functional core is recorded as one call, so its Python checks and branches run when the graph runs.
+    The mode is the one traced in (as for any module fx traces through)."""
+    for shape in ((8, 3), (4, 3, 5, 5)):
+        X = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        for training in (True, False):
+            layer, reference = BatchNorm(3).train(training), BatchNorm(3).train(training)
+            graph = torch.fx.symbolic_trace(layer)
+            assert [n.target for n in graph.graph.nodes if n.op == "call_function"] == [batch_norm]
+            torch.testing.assert_close(graph(X), reference(X))
+            torch.testing.assert_close(graph.running_var, reference.running_var)  # updated in training only

@@ -71,6 +71,13 @@ def batch_norm(
     return X_hat
 
 
+# torch.fx records a call of batch_norm as one node instead of tracing into it: its checks and its branches on
+# the input's rank and size are Python control flow on values a symbolic trace does not have. The graph runs
+# it as written (``torch.fx.symbolic_trace(create_model("lenet_bn_scratch"))``); ``self.training`` is read at
+# trace time, as fx does for every module it traces through.
+torch.fx.wrap("batch_norm")
+
+
 class BatchNorm(nn.Module):
     """Hand-written batch norm layer for ``N x C`` or ``N x C x H x W`` input.
 

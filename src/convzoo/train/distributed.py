@@ -15,6 +15,7 @@ stops every process with that message, printed once, by rank 0) and an object se
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import re
@@ -221,9 +222,18 @@ def setup(device: torch.device, threads: int | None, timeout_s: float) -> Dist:
 
 
 def teardown(dist: Dist) -> None:
-    """Leave the process group (``destroy_process_group``) if this run joined one."""
+    """Leave the process group (``destroy_process_group``) if this run joined one, on every way out of the run
+    (done, a user error, a bug, an interrupt), and free it there, while the interpreter is whole.
+
+    What still refers to the group (``DistributedDataParallel`` and its reducer, the collectives' work) goes
+    first: an exception on its way out keeps its frames, and a frame that holds the exception itself (``agree``,
+    ``from_main``) is a reference cycle that only the garbage collector frees; left to the interpreter's
+    shutdown, the group's gloo threads outlive the threads' runtime, and the process aborts after printing its
+    error ("terminate called without an active exception", exit 134 where the error's is 2)."""
     if dist.active and torch.distributed.is_initialized():
+        gc.collect()
         torch.distributed.destroy_process_group()
+        gc.collect()
 
 
 def local_device(device: torch.device, dist: Dist) -> torch.device:
