@@ -32,6 +32,10 @@ step report_rows 150 "$PY" -m convzoo report --recipe d2l --device cuda --models
     --data-dir "$FASHION" --runs "$OUT/report-runs" --out "$OUT/report"
 step cifar10_85 150 "$PY" benchmarks/time_to_accuracy.py cifar10-85 --runs 1 --device cuda --data-dir "$DATA" \
     --json "$OUT/cifar10-85.json"
+# airbench's own train94 (fp16, as published) beside convzoo's --recipe airbench, one seed each, on the lossless
+# CIFAR-10 (the row to compare with airbench's published 2.59 s on an A100); needs airbench in .venv (make install)
+step vs_airbench 300 "$PY" benchmarks/vs_airbench.py --seeds 1 --device cuda --data-dir "$DATA" \
+    --json "$OUT/vs-airbench.json"
 step ddp_nccl_world_1 60 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 -m convzoo train \
     --model lenet_bn --dataset mnist --data-dir "$DATA/mnist" --epochs 1 --device cuda --quiet --out "$OUT/ddp1"
 echo "figures in $OUT/ (summary.txt, *.log, *.json)"

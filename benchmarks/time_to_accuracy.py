@@ -1,6 +1,7 @@
 """Time to a target accuracy, by MLPerf's rules, with a named recipe (``fast``, ``airbench``) and a zoo model.
 
     python benchmarks/time_to_accuracy.py TASK [--runs N] [--data-dir DIR] [--cold-cache] [--json FILE] [--plot FILE]
+    python benchmarks/time_to_accuracy.py TASK --on-val    # making choices: on a validation split instead
     python benchmarks/time_to_accuracy.py --list
 
 The clock starts before the data is first touched (``convzoo.fit`` loads it; imports are done before)
@@ -13,6 +14,11 @@ Machine speed changes from day to day (2-3x on a shared CPU), so before each run
 fp32 matmul peak of the training device is measured (``convzoo.bench.matmul_peak``) and printed beside the
 run's time, with the time in "peak-seconds": seconds x measured GFLOP/s / 200 (200 GFLOP/s: this project's
 two-core CPU on a good day), which compare across days.
+
+The CIFAR-10 tasks train on all 50,000 images of the lossless copy and stop their clock on the official
+10,000-image test split, as airbench's published figures do. Their settings are chosen on a validation split,
+never on the test split: ``--on-val`` holds out 10% of the training images (``--val-split 0.1``) and stops the
+clock on those instead; each task's comment says what was chosen there.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 class Task:
     dataset: str
     target: float
-    split: str  # "test", or "val" for CIFAR-10 (the shared copy has no test split)
+    split: str  # where the clock stops: "test" (every task; --on-val: "val", held out of the training split)
     goal_s: float | None  # the issue's goal, seconds (None: report the best time)
     overrides: dict[str, Any] = field(default_factory=dict)  # on top of the recipe
     recipe: str = "fast"
@@ -61,14 +67,19 @@ TASKS: dict[str, Task] = {
     # airbench's recipe on its network at half the widths, 4 epochs at batch 256: chosen on this validation split
     # on 2026-12-03 (after 4 epochs, the time in brackets: batch 256 lr 0.5 0.8564 (257 s); lr 0.375 0.8522
     # (265 s); batch 128 lr 0.25 0.8516 (246 s); batch 512 lr 0.75 0.8486 (289 s), lr 1.0 0.8506 (264 s); the
-    # recipe's batch 1024 and 6-view tta 0.8452 (356 s)); it was fastcnn_cifar_small with --recipe fast, 9 epochs
-    "cifar10-85": Task("cifar10", 0.85, "val", 300,
-                       dict(model="airbench_cifar_small", epochs=4, batch_size=256, lr=0.5, tta="flip",
-                            val_split=0.1), recipe="airbench"),
-    "cifar10-90": Task("cifar10", 0.90, "val", 600,
+    # recipe's batch 1024 and 6-view tta 0.8452 (356 s)); it was fastcnn_cifar_small with --recipe fast, 9 epochs.
+    # (The CIFAR-10 choices were made on the JPEG copy's validation split; the tasks now run on the lossless copy,
+    # all 50,000 images, and stop on its official test split: remake a choice with --on-val.)
+    "cifar10-85": Task("cifar10", 0.85, "test", 300,
+                       dict(model="airbench_cifar_small", epochs=4, batch_size=256, lr=0.5, tta="flip"),
+                       recipe="airbench"),
+    # fastcnn_cifar, 20 epochs with flip TTA: chosen on the JPEG copy's validation split of 10%
+    "cifar10-90": Task("cifar10", 0.90, "test", 600,
                        dict(model="fastcnn_cifar", epochs=20, batch_size=512, lr=0.4, augment="crop-flip",
-                            crop_padding=2, tta="flip", val_split=0.1)),
-    "cifar10-94": Task("cifar10", 0.94, "val", 35 * 60, dict(val_split=0.1), recipe="airbench"),
+                            crop_padding=2, tta="flip")),
+    # the airbench recipe as it is (airbench94's own settings); on the lossless copy it reached 0.9402 on a
+    # validation split of 10% (issue 31)
+    "cifar10-94": Task("cifar10", 0.94, "test", 35 * 60, {}, recipe="airbench"),
     "fashion-94": Task("fashion-mnist", 0.94, "test", None, {}, recipe="airbench"),
 }
 
@@ -112,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="override the task's epochs (CI smoke runs)")
     parser.add_argument("--train-limit", type=int, help="train on N images, drawn per class (CI smoke runs)")
     parser.add_argument("--cold-cache", action="store_true", help="decode the data afresh inside the clock")
+    parser.add_argument("--on-val", action="store_true", help="hold out 10%% of the training split and stop the "
+                        "clock there instead of on the test split (for making choices)")
     parser.add_argument("--device", help="train on this device (auto, cpu, cuda; default: the recipe's)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path, help="accuracy against time, one curve per run (PNG)")
@@ -131,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["train_limit"] = args.train_limit
     if args.device:
         overrides["device"] = args.device
-    task = dataclasses.replace(task, overrides=overrides)
+    if args.on_val:
+        overrides["val_split"] = 0.1
+    task = dataclasses.replace(task, overrides=overrides, split="val" if args.on_val else task.split)
     from convzoo.bench import matmul_peak
     from convzoo.train.env import pick_device
 

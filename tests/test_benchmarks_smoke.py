@@ -73,7 +73,9 @@ def test_time_to_accuracy(tmp_path):
     if first["seconds"] is not None:  # (one epoch on 512 images may fall short of 99%)
         assert first["peak_seconds"] == pytest.approx(first["seconds"] * first["peak_gflops"] / 200)
     listed = run("time_to_accuracy.py", "--list")
-    assert "fashion-93" in listed and "cifar10-94   cifar10 >= 94.0% on val, goal 2100 s: --recipe airbench" in listed
+    # the CIFAR-10 tasks: all 50,000 training images (no --val-split), the clock stopped on the test split
+    assert "fashion-93" in listed and "cifar10-94   cifar10 >= 94.0% on test, goal 2100 s: --recipe airbench " \
+        "--dataset cifar10\n" in listed
 
 
 def test_ablation(tmp_path):
@@ -157,3 +159,47 @@ def test_export_parity(tmp_path):
         ("lenet_bn", "shipped", "onnx"), ("lenet_bn", "shipped", "exported-program"),
         ("simple_cnn", "shipped", "onnx"), ("simple_cnn", "shipped", "exported-program")]
     assert all(float(r[3]) <= 1e-4 for r in rows) and (tmp_path / "lenet_bn.onnx").exists()
+
+
+def test_vs_airbench_smoke(tmp_path):
+    pytest.importorskip("airbench", reason="airbench not installed: pip install -e '.[airbench]'")
+    from train_fixtures import make_toy_cifar_png
+
+    make_toy_cifar_png(tmp_path / "data" / "cifar10", 16, 2)  # CIFAR-10's lossless layout, 160 + 20 images
+    out = run("vs_airbench.py", "--smoke", "--seeds", "2", "--device", "cpu", "--data-dir", str(tmp_path / "data"),
+              "--json", str(tmp_path / "v.json"))
+    report = json.loads((tmp_path / "v.json").read_text())
+    # alternately, airbench's own code first, seed by seed, each side tested on the 20 test images
+    assert [(r["side"], r["seed"]) for r in report["runs"]] == [("airbench94", 0), ("convzoo", 0),
+                                                                ("airbench94", 1), ("convzoo", 1)]
+    assert all(r["final_s"] > 0 and r["peak_gflops"] > 0 and r["final_acc"] * 20 == pytest.approx(
+        round(r["final_acc"] * 20)) for r in report["runs"])
+    assert report["ratio"] == pytest.approx(report["sides"]["convzoo"]["seconds_median"]
+                                            / report["sides"]["airbench94"]["seconds_median"])
+    assert "160 used: --smoke" in out and "ratio convzoo / airbench94" in out and "fp32 matmul peak" in out
+
+
+def test_vs_airbench_moves_airbench_to_the_cpu_only_while_it_runs():
+    pytest.importorskip("airbench", reason="airbench not installed: pip install -e '.[airbench]'")
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    import torch
+
+    spec = spec_from_file_location("vs_airbench", BENCHMARKS / "vs_airbench.py")
+    assert spec is not None and spec.loader is not None
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from airbench import utils
+
+    before = (torch.Tensor.half, torch.nn.Module.cuda, torch.cuda.Event, torch.cuda.synchronize, utils.CifarLoader)
+    with module.airbench_on_cpu():
+        assert torch.ones(2).half().dtype == torch.float32
+        assert torch.nn.Linear(1, 1).half().cuda().weight.dtype == torch.float32
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        end.record()
+        assert 0 <= start.elapsed_time(end) < 1000  # milliseconds, from time.perf_counter
+        assert torch.cuda.synchronize() is None and issubclass(utils.CifarLoader, before[-1])
+    assert (torch.Tensor.half, torch.nn.Module.cuda, torch.cuda.Event, torch.cuda.synchronize,
+            utils.CifarLoader) == before
+    assert torch.ones(2).half().dtype == torch.float16

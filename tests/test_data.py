@@ -18,7 +18,15 @@ from PIL import Image
 import convzoo.data.datasets as datasets
 from convzoo.data import check_disjoint, load_dataset, split_train_val
 from convzoo.errors import DataError
-from train_fixtures import SHARED_DATA, make_toy_mnist, need_fashion, need_mnist, toy_images, write_idx
+from train_fixtures import (
+    SHARED_DATA,
+    make_toy_cifar_png,
+    make_toy_mnist,
+    need_fashion,
+    need_mnist,
+    toy_images,
+    write_idx,
+)
 
 
 @pytest.fixture
@@ -170,6 +178,69 @@ def test_cifar_missing_batch(tmp_path, cache):
     folder = _write_cifar(tmp_path)
     (folder / "data_batch_5").unlink()
     with pytest.raises(DataError, match="data_batch_5 are missing"):
+        load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache)
+
+
+# ---- CIFAR-10 lossless PNG layout ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tarballs", [True, False], ids=["tarballs", "folders"])
+def test_cifar_png_layout_with_the_official_test_split(tmp_path, cache, tarballs):
+    written = make_toy_cifar_png(tmp_path / "cifar10", 3, 2, tarballs=tarballs)
+    data = load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache)  # found in DIR/cifar10/
+    assert data.source == str(tmp_path / "cifar10") and data.classes == datasets.CIFAR10_CLASSES
+    assert data.test is not None and data.train.images.shape == (30, 3, 32, 32) and len(data.test) == 20
+    for split, name in ((data.train, "train"), (data.test, "test")):
+        assert torch.equal(split.images, torch.from_numpy(written[name]).permute(0, 3, 1, 2))  # PNG: lossless
+        assert split.labels.tolist() == [c for c in range(10) for _ in range(len(split) // 10)]
+    pixels = torch.from_numpy(written["train"]).double() / 255
+    assert data.mean == pytest.approx(pixels.mean((0, 1, 2)).tolist(), rel=1e-9)
+    again = load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache)  # from the decoded cache
+    assert torch.equal(again.test.images, data.test.images) and again.test.digest == data.test.digest
+
+
+def test_cifar_png_layout_is_found_through_convzoo_data(tmp_path, cache, monkeypatch):
+    make_toy_cifar_png(tmp_path, 1, 1)
+    monkeypatch.setenv("CONVZOO_DATA", str(tmp_path))
+    assert len(load_dataset("cifar10", cache_dir=cache).test) == 10
+
+
+def test_cifar_pickles_and_lossless_pngs_come_before_the_jpeg_copy(tmp_path, cache):
+    make_toy_cifar_png(tmp_path / "cifar10", 1, 1)
+    jpegs = tmp_path / "cifar10-jpg" / "train.tar.gz"
+    jpegs.parent.mkdir()
+    jpegs.write_bytes((tmp_path / "cifar10" / "train.tar.gz").read_bytes())
+    assert load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache).source == str(tmp_path / "cifar10")
+    _write_cifar(tmp_path / "cifar10")  # the python batches, beside the PNGs
+    assert load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache).source == str(
+        tmp_path / "cifar10" / "cifar-10-batches-py")
+
+
+def test_cifar_jpeg_copy_alone_is_not_cifar10_and_the_error_says_how_to_read_it(tmp_path, cache):
+    make_toy_cifar_png(tmp_path / "src", 1, 1)
+    jpegs = tmp_path / "cifar10-jpg" / "train.tar.gz"
+    jpegs.parent.mkdir()
+    jpegs.write_bytes((tmp_path / "src" / "train.tar.gz").read_bytes())
+    (tmp_path / "src" / "train.tar.gz").unlink()
+    (tmp_path / "src" / "test.tar.gz").unlink()
+    with pytest.raises(DataError, match=r"cifar10 not found in --data-dir .*imagefolder:DIR/cifar10-jpg/train"):
+        load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache)
+    assert len(load_dataset(f"imagefolder:{jpegs}", cache_dir=cache).train) == 10
+
+
+def test_cifar_png_layout_needs_both_tarballs(tmp_path, cache):
+    make_toy_cifar_png(tmp_path, 1, 1)
+    (tmp_path / "test.tar.gz").unlink()
+    with pytest.raises(DataError, match=r"test.tar.gz is missing; CIFAR-10's PNG layout needs both train.tar.gz and"):
+        load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache)
+
+
+def test_cifar_png_layout_of_other_classes_is_refused(tmp_path, cache):
+    make_toy_cifar_png(tmp_path, 1, 1, tarballs=False)
+    for split in ("train", "test"):
+        (tmp_path / split / "truck").rename(tmp_path / split / "lorry")
+    with pytest.raises(DataError, match=r"class folders .*lorry, ship, expected CIFAR-10.s .*truck; for other "
+                                         r"images use --dataset imagefolder:PATH"):
         load_dataset("cifar10", data_dir=tmp_path, cache_dir=cache)
 
 
@@ -440,10 +511,27 @@ def test_real_mnist():
 @pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_real_cifar10_jpegs():
+def test_real_cifar10_is_the_lossless_copy_with_the_official_statistics():
+    if not (SHARED_DATA / "cifar10" / "train.tar.gz").exists():
+        pytest.skip(f"the lossless CIFAR-10 not found at {SHARED_DATA / 'cifar10'}")
+    data = load_dataset("cifar10", data_dir=SHARED_DATA)  # 60,000 PNGs: about 45 s on 2 shared cores
+    assert data.source == str(SHARED_DATA / "cifar10") and data.test is not None
+    assert data.train.images.shape == (50000, 3, 32, 32) and data.test.images.shape == (10000, 3, 32, 32)
+    assert data.classes == datasets.CIFAR10_CLASSES
+    assert torch.bincount(data.train.labels).tolist() == [5000] * 10
+    assert torch.bincount(data.test.labels).tolist() == [1000] * 10
+    # the official training-set statistics (shared/data/README.md): JPEG's would differ in the third digit
+    assert data.mean == pytest.approx((0.49139968, 0.48215841, 0.44653091), abs=1e-7)
+    assert data.std == pytest.approx((0.24703223, 0.24348513, 0.26158784), abs=1e-7)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_real_cifar10_jpegs_are_read_as_an_image_folder():
     archive = SHARED_DATA / "cifar10-jpg" / "train.tar.gz"
     if not archive.exists():
         pytest.skip(f"CIFAR-10 JPEGs not found at {archive}")
-    data = load_dataset("cifar10", data_dir=SHARED_DATA)
+    data = load_dataset(f"imagefolder:{archive}")
     assert data.train.images.shape == (50000, 3, 32, 32) and data.test is None
     assert data.classes == datasets.CIFAR10_CLASSES and torch.bincount(data.train.labels).tolist() == [5000] * 10

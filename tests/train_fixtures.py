@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -52,3 +54,33 @@ def need_mnist() -> Path:
     if not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST not found in {SHARED_DATA / 'mnist'} (../shared/data beside the repository)")
     return SHARED_DATA / "mnist"
+
+
+def make_toy_cifar_png(root: Path, n_train: int = 2, n_test: int = 1, *, tarballs: bool = True,
+                       seed: int = 0) -> dict[str, np.ndarray]:
+    """CIFAR-10's lossless layout in ``root``: ``train/<class>/NNNN.png`` (``n_train`` per class) and
+    ``test/<class>/NNNN.png`` (``n_test``), as ``train.tar.gz`` and ``test.tar.gz`` (or, without
+    ``tarballs``, the two folders), of random 32x32 RGB images; returns each split's images ``N x 32 x 32 x 3``
+    in reading order (class by class, by file name). Each class's images are brighter in one channel band,
+    so that a network can learn something from them."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = {}
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 200, (len(CIFAR10_CLASSES), n, 32, 32, 3), dtype=np.uint8)
+        for label, name in enumerate(CIFAR10_CLASSES):
+            images[label, :, 3 * label:3 * label + 4] = 250  # a bright band at a row given by the label
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(images[label, i]).save(folder / f"{i:04d}.png")
+        written[split] = images.reshape(-1, 32, 32, 3)
+        if tarballs:
+            with tarfile.open(root / f"{split}.tar.gz", "w:gz") as tar:
+                tar.add(root / split, arcname=split)
+            for path in sorted((root / split).rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            (root / split).rmdir()
+    return written

@@ -175,9 +175,13 @@ def _decode_idx(files: tuple[Path, ...], num_classes: int) -> _Decoded:
 # ---------------------------------------------------------------- CIFAR-10
 
 _CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_PNG = ("train.tar.gz", "test.tar.gz")  # the lossless PNG copy: ImageFolder train/<class>/, test/<class>/
 
 
 def _probe_cifar10(root: Path, cache_dir: Path) -> _Found | None:
+    """The official python batches (``cifar-10-batches-py/`` or its ``.tar.gz``), else the lossless PNG layout:
+    ``train.tar.gz`` and ``test.tar.gz``, or a folder holding ``train/<class>/`` and ``test/<class>/``. The JPEG
+    copy (``cifar10-jpg/``) is lossy and not looked for: it is read only as ``imagefolder:PATH``."""
     for folder in (root / "cifar-10-batches-py", root):
         if (folder / "data_batch_1").is_file():
             missing = [n for n in (*_CIFAR_TRAIN, "test_batch") if not (folder / n).is_file()]
@@ -189,9 +193,17 @@ def _probe_cifar10(root: Path, cache_dir: Path) -> _Found | None:
     if archive.is_file():
         return _Found((archive,), lambda: _decode_cifar(_extracted(archive, cache_dir) / "cifar-10-batches-py"),
                       str(archive))
-    for candidate in (root / "cifar10-jpg" / "train.tar.gz", root / "cifar10-jpg" / "train"):
-        if candidate.exists():
-            return _image_folder_found(candidate, cache_dir)
+    archives = (root / _CIFAR_PNG[0], root / _CIFAR_PNG[1])
+    if any(a.is_file() for a in archives):
+        missing = [a.name for a in archives if not a.is_file()]
+        if missing:
+            raise DataError(f"{root}: {missing[0]} is missing; CIFAR-10's PNG layout needs both "
+                            f"{' and '.join(_CIFAR_PNG)}")
+        return _Found(archives, partial(_decode_cifar_png, archives, cache_dir), str(root))
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        files = (*_image_files(root / "train"), *_image_files(root / "test"))
+        return _Found(files, lambda: _checked_cifar_png(_decode_splits(root / "train", root / "test"), root),
+                      str(root))
     return None
 
 
@@ -201,6 +213,25 @@ def _decode_cifar(folder: Path) -> _Decoded:
     classes = read_cifar_meta(folder / "batches.meta") or CIFAR10_CLASSES
     return _Decoded(torch.cat([X for X, _ in parts]), torch.cat([y for _, y in parts]), X_test, y_test, classes,
                     _resolved(*(folder / n for n in _CIFAR_TRAIN)), _resolved(folder / "test_batch"))
+
+
+def _decode_cifar_png(archives: tuple[Path, Path], cache_dir: Path) -> _Decoded:
+    """The two tarballs, each extracted once under the cache, decoded by the one image decoder."""
+    train_root, test_root = (_extracted(a, cache_dir) for a in archives)
+    return _checked_cifar_png(_decode_splits(train_root / "train", test_root / "test"), archives[0].parent)
+
+
+def _checked_cifar_png(d: _Decoded, where: Path) -> _Decoded:
+    """Refuse a PNG layout that is not CIFAR-10: other class folders, or images not 3 x 32 x 32."""
+    if d.classes != CIFAR10_CLASSES:
+        raise DataError(f"{where}: class folders {', '.join(d.classes)}, expected CIFAR-10's "
+                        f"{', '.join(CIFAR10_CLASSES)}; for other images use --dataset imagefolder:PATH")
+    assert d.X_test is not None  # _decode_splits was given a test folder
+    for X in (d.X, d.X_test):
+        if tuple(X.shape[1:]) != (3, 32, 32):
+            raise DataError(f"{where}: images decode to {'x'.join(map(str, X.shape[1:]))}, CIFAR-10's are 3x32x32; "
+                            "for other images use --dataset imagefolder:PATH")
+    return d
 
 
 # ---------------------------------------------------------------- image folders
@@ -244,7 +275,13 @@ def _split_folders(root: Path) -> tuple[Path, Path | None]:
 
 
 def _decode_image_root(root: Path) -> _Decoded:
-    train_dir, test_dir = _split_folders(root)
+    return _decode_splits(*_split_folders(root))
+
+
+def _decode_splits(train_dir: Path, test_dir: Path | None) -> _Decoded:
+    """A training folder of class folders and, if given, a test folder with the same classes."""
+    if not train_dir.is_dir():
+        raise DataError(f"{train_dir}: no such folder; expected the training images' class folders there")
     X, y, classes = read_image_folder(train_dir)
     if test_dir is None:
         return _Decoded(X, y, None, None, classes, _resolved(train_dir), ())
@@ -279,7 +316,9 @@ DATASETS: dict[str, _Spec] = {
     "fashion-mnist": _Spec("fashion-mnist", "FashionMNIST", _probe_idx(FASHION_CLASSES, "FashionMNIST"),
                            "train-images-idx3-ubyte.gz and its three siblings"),
     "cifar10": _Spec("cifar10", "CIFAR10", _probe_cifar10,
-                     "cifar-10-batches-py/, cifar-10-python.tar.gz or cifar10-jpg/train.tar.gz"),
+                     "cifar-10-batches-py/, cifar-10-python.tar.gz, or the lossless PNGs as train.tar.gz and "
+                     "test.tar.gz or train/ and test/ (the JPEG copy cifar10-jpg/ is lossy: read it only as "
+                     "--dataset imagefolder:DIR/cifar10-jpg/train.tar.gz)"),
 }
 _CLASSES = {"mnist": tuple(str(i) for i in range(10)), "fashion-mnist": FASHION_CLASSES, "cifar10": CIFAR10_CLASSES}
 

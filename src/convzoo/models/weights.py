@@ -9,7 +9,7 @@
 module in ``weights/``: one safetensors file per entry, named ``<model>-<dataset>-<sha256[:8]>.safetensors``,
 and ``index.json``, which records for each entry its data set, class names, input size, the mean and std
 ``predict`` normalises with, the ``convzoo train`` command that produced it, the accuracy that run measured
-(on the test split; on the held-out validation split for CIFAR-10, whose shared copy has no test split),
+(on the test split; CIFAR-10's official 10,000 test images, from its lossless copy),
 the parameter count, the file's size and sha256, and the data's license. ``benchmarks/build_weights.py``
 reruns an entry's command and rewrites its file and its record. Every load checks the file's size and
 sha256 against the index: a changed or truncated file is a :class:`WeightsError` naming it and the command
