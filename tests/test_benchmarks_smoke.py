@@ -203,3 +203,18 @@ def test_vs_airbench_moves_airbench_to_the_cpu_only_while_it_runs():
     assert (torch.Tensor.half, torch.nn.Module.cuda, torch.cuda.Event, torch.cuda.synchronize,
             utils.CifarLoader) == before
     assert torch.ones(2).half().dtype == torch.float16
+
+
+def test_cifar_zoo_smoke(tmp_path):
+    from train_fixtures import make_toy_cifar_png
+
+    make_toy_cifar_png(tmp_path / "data" / "cifar10", 16, 2)  # CIFAR-10's lossless layout, 160 + 20 images
+    run("cifar_zoo.py", "--models", "lenet5_cifar", "--budget-minutes", "1", "--max-epochs", "1", "--data-dir",
+        str(tmp_path / "data"), "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "zoo.md"))
+    result = json.loads((tmp_path / "runs" / "lenet5_cifar" / "result.json").read_text())
+    assert result["epochs"] == 1 and result["test_acc"] * 20 == pytest.approx(round(result["test_acc"] * 20))
+    assert "| lenet5_cifar | fast | 1 |" in (tmp_path / "zoo.md").read_text()
+    # a second call resumes: the finished model is read back, not trained again
+    again = run("cifar_zoo.py", "--models", "lenet5_cifar", "--data-dir", str(tmp_path / "data"), "--runs-dir",
+                str(tmp_path / "runs"))
+    assert f"test accuracy {result['test_acc']}" in again
