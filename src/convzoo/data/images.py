@@ -41,6 +41,14 @@ Why these rules:
 - EXIF orientation is applied (``ImageOps.exif_transpose``) before any rule, in every path: a phone photo
   stores its pixels sideways with an orientation tag, and a model must see it upright as people do.
   Images with several frames (GIF, multi-page TIFF) give their first frame.
+- JPEGs that Pillow opens as ``L`` or ``RGB`` are decoded by simplejpeg when it is installed (convzoo's
+  ``fastjpeg`` extra): libjpeg-turbo with Pillow's own settings (accurate integer DCT, fancy upsampling), so
+  the pixels are Pillow's exactly, about twice as fast (``benchmarks/decode.py``; docs/benchmarks.md). The
+  header is still read by Pillow (mode, size, the bomb check, EXIF orientation), and every file simplejpeg
+  refuses (CMYK, a warning from libjpeg such as corrupt or truncated data) is decoded by Pillow as before,
+  so a bad file gives the same error and the same tensor with or without simplejpeg. Without it Pillow
+  decodes every file: torchvision.io.decode_jpeg, faster than Pillow too, is deprecated since torchvision
+  0.29 (to be removed, superseded by TorchCodec), so the fallback is the decoder that stays.
 - Decompression bombs: an image declaring more than ``max_pixels`` pixels (:data:`MAX_PIXELS` unless
   told) is refused from its header, before any pixel is decoded.
 
@@ -53,11 +61,13 @@ the decoded cache's key (so an edit anywhere that is read changes the key).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +92,8 @@ _KEYED = {"1": "LA", "L": "LA", "RGB": "RGBA", "P": "RGBA"}  # mode with a trans
 # Image.open is serialised: it is where Pillow may warn about a large image, and the warning filter that
 # silences that warning (convzoo refuses such images itself, below) is process-wide state.
 _OPEN_LOCK = threading.Lock()
+_JPEG_COLORSPACES = {"L": "GRAY", "RGB": "RGB"}  # the Pillow modes of the JPEGs simplejpeg decodes
+_ORIENTATION = 0x0112  # the EXIF orientation tag
 
 
 def decode_image(source: str | os.PathLike[str] | bytes, *, name: str | None = None,
@@ -102,6 +114,9 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, name: str | None = N
         label = name or str(source)
         data = read_file(Path(source), label)
     image = _open(data, label, max_pixels)
+    fast = _fast_jpeg(image, data)
+    if fast is not None:
+        return fast
     try:
         image = _canonical(image)
     except (OSError, SyntaxError, ValueError, EOFError) as err:  # truncated or corrupt data, odd modes
@@ -159,6 +174,57 @@ def _bomb(label: str, declared: str) -> DataError:
                      "shrink the image or remove it")
 
 
+def _fast_jpeg(image: PILImage.Image, data: bytes) -> Tensor | None:
+    """A JPEG that Pillow opened as ``L`` or ``RGB``, decoded by simplejpeg (the same pixels as Pillow's, see
+    the module's notes) with its EXIF orientation applied, as :func:`_to_tensor` would give it; None, for
+    Pillow to decode, for any other file, without simplejpeg, or when simplejpeg or the EXIF data refuse it."""
+    colorspace = _JPEG_COLORSPACES.get(image.mode)
+    decode = _simplejpeg() if image.format == "JPEG" and colorspace else None
+    if decode is None:
+        return None
+    try:
+        orientation = image.getexif().get(_ORIENTATION, 1)  # what ImageOps.exif_transpose reads (EXIF or XMP)
+        # accurate DCT, fancy upsampling: Pillow's settings; strict: a libjpeg warning raises (Pillow decides)
+        pixels = decode(data, colorspace=colorspace, fastdct=False, fastupsample=False, strict=True)  # H x W x C
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return None
+    if pixels.shape != (image.height, image.width, 3 if colorspace == "RGB" else 1):
+        return None
+    pixels = _transposed(pixels, orientation)  # H' x W' x C, upright
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # C x H' x W'
+
+
+def _transposed(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """``H x W x C`` pixels turned upright by an EXIF orientation, as ``ImageOps.exif_transpose`` turns them
+    (2 mirrored, 3 upside down, 4 flipped, 5 transposed, 6 turned left, 7 transversed, 8 turned right;
+    anything else as stored)."""
+    if orientation == 2:
+        return pixels[:, ::-1]  # FLIP_LEFT_RIGHT
+    if orientation == 3:
+        return pixels[::-1, ::-1]  # ROTATE_180
+    if orientation == 4:
+        return pixels[::-1]  # FLIP_TOP_BOTTOM
+    if orientation == 5:
+        return pixels.transpose(1, 0, 2)  # TRANSPOSE: W x H x C
+    if orientation == 6:
+        return np.rot90(pixels, -1)  # ROTATE_270 (90 degrees clockwise)
+    if orientation == 7:
+        return pixels[::-1, ::-1].transpose(1, 0, 2)  # TRANSVERSE
+    if orientation == 8:
+        return np.rot90(pixels, 1)  # ROTATE_90 (counter-clockwise)
+    return pixels
+
+
+@functools.cache
+def _simplejpeg() -> Callable[..., np.ndarray] | None:
+    """simplejpeg's ``decode_jpeg``, or None when the ``fastjpeg`` extra is not installed (looked up once)."""
+    try:
+        from simplejpeg import decode_jpeg
+    except ImportError:
+        return None
+    return decode_jpeg  # type: ignore[no-any-return]
+
+
 def _canonical(image: PILImage.Image) -> PILImage.Image:
     """Decoded, EXIF orientation applied, and in one of the modes :func:`_to_tensor` reads: ``1``, ``L``,
     ``LA``, ``RGB``, ``RGBA``, 16-bit, ``I`` or ``F``. Pillow calls only: its errors are the file's fault."""
@@ -194,9 +260,9 @@ def _to_tensor(image: PILImage.Image) -> Tensor:
         gray = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
     elif mode == "RGBA":
         rgb = _over_black(pixels[..., :3], pixels[..., 3:])
-        return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()  # 3 x H x W
+        return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))  # 3 x H x W
     else:  # RGB
-        return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()  # 3 x H x W
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))  # 3 x H x W
     return torch.from_numpy(np.ascontiguousarray(gray, dtype=np.uint8))[None]  # 1 x H x W
 
 
