@@ -21,7 +21,9 @@ Rows:
 - ``simplejpeg`` and ``PyTurboJPEG`` (libjpeg-turbo bindings), accurate DCT and fancy upsampling (their
   defaults, Pillow's settings), header read included; ``simplejpeg fast`` adds ``fastdct`` and
   ``fastupsample``, to show what the inexact settings would buy.
-- ``convzoo.decode_image``: convzoo's decoder as it is now, file bytes to ``C x H x W``, checks included.
+- ``convzoo.decode_image``: convzoo's decoder as it is now, file bytes to ``C x H x W``, checks included
+  (simplejpeg inside when installed); ``convzoo, Pillow path``: the same function's Pillow path, what it
+  does for every JPEG without simplejpeg.
 
 A decoder whose package is not installed is left out, with a note. ``--quick`` is a smoke run: a few images,
 one repeat.
@@ -97,6 +99,7 @@ def decoders() -> tuple[dict[str, Decoder], list[str]]:
     """The decoders whose packages are installed, and a note for each one that is not."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    from convzoo.data import images
     from convzoo.data.images import decode_image
 
     found: dict[str, Decoder] = {"pillow": pillow, "pillow+draft": pillow_draft}
@@ -130,6 +133,9 @@ def decoders() -> tuple[dict[str, Decoder], list[str]]:
 
         found["PyTurboJPEG"] = turbo
     found["convzoo.decode_image"] = lambda data: decode_image(data).permute(1, 2, 0).numpy()
+    # decode_image's own Pillow path (what it does for every JPEG without simplejpeg), checks included
+    found["convzoo, Pillow path"] = lambda data: images._to_tensor(images._canonical(
+        images._open(data, "<bytes>", images.MAX_PIXELS))).permute(1, 2, 0).numpy()
     return found, missing
 
 

@@ -218,3 +218,17 @@ def test_cifar_zoo_smoke(tmp_path):
     again = run("cifar_zoo.py", "--models", "lenet5_cifar", "--data-dir", str(tmp_path / "data"), "--runs-dir",
                 str(tmp_path / "runs"))
     assert f"test accuracy {result['test_acc']}" in again
+
+
+def test_decode(tmp_path):
+    out = run("decode.py", "--quick", "--json", str(tmp_path / "d.json"))
+    rows = json.loads((tmp_path / "d.json").read_text())["rows"]
+    by = {(r["set"], r["decoder"]): r for r in rows}
+    assert "synthetic 1000x750: 3 JPEGs; the draft mode reduced 3 of them" in out
+    for set_name in ("synthetic 400x300", "synthetic 1000x750"):
+        assert by[set_name, "pillow"]["vs_pillow"] == 1.0 and by[set_name, "pillow"]["max_abs_diff"] == 0
+        # decode_image keeps Pillow's pixels on both of its paths, whatever is installed
+        assert by[set_name, "convzoo.decode_image"]["max_abs_diff"] == 0
+        assert by[set_name, "convzoo, Pillow path"]["max_abs_diff"] == 0
+    assert all(r["images_per_s"] > 0 for r in rows)
+    assert by["synthetic 400x300", "pillow+draft"]["draft_reduced"] == 0  # 300 px < 2 x 256: full scale
