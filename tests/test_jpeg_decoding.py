@@ -171,6 +171,16 @@ def test_real_photos_decode_as_pillow_decodes_them(fast):
     assert gray > 0  # the grayscale photos were among them
 
 
+def test_mpo_gives_its_first_picture(fast):
+    first, second = Image.fromarray(_photo(40, 30)), Image.fromarray(_photo(24, 20))
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    data = buffer.getvalue()
+    assert Image.open(io.BytesIO(data)).format == "MPO" and _takes_fast_path(data)
+    decoded = decode_image(data)
+    assert decoded.shape == (3, 30, 40) and torch.equal(decoded, _pillow(data))  # Pillow's frame 0
+
+
 def test_fast_path_is_never_taken_for_other_formats(fast):
     buffer = io.BytesIO()
     Image.fromarray(_photo(8, 6)).save(buffer, "PNG")

@@ -41,14 +41,15 @@ Why these rules:
 - EXIF orientation is applied (``ImageOps.exif_transpose``) before any rule, in every path: a phone photo
   stores its pixels sideways with an orientation tag, and a model must see it upright as people do.
   Images with several frames (GIF, multi-page TIFF) give their first frame.
-- JPEGs that Pillow opens as ``L`` or ``RGB`` are decoded by simplejpeg when it is installed (convzoo's
-  ``fastjpeg`` extra): libjpeg-turbo with Pillow's own settings (accurate integer DCT, fancy upsampling), so
-  the pixels are Pillow's exactly, about twice as fast (``benchmarks/decode.py``; docs/benchmarks.md). The
-  header is still read by Pillow (mode, size, the bomb check, EXIF orientation), and every file simplejpeg
-  refuses (CMYK, a warning from libjpeg such as corrupt or truncated data) is decoded by Pillow as before,
-  so a bad file gives the same error and the same tensor with or without simplejpeg. Without it Pillow
-  decodes every file: torchvision.io.decode_jpeg, faster than Pillow too, is deprecated since torchvision
-  0.29 (to be removed, superseded by TorchCodec), so the fallback is the decoder that stays.
+- JPEGs (and MPO files, JPEGs with more pictures after the first) that Pillow opens as ``L`` or ``RGB``
+  are decoded by simplejpeg when it is installed (convzoo's ``fastjpeg`` extra): libjpeg-turbo with
+  Pillow's own settings (accurate integer DCT, fancy upsampling), so the pixels are Pillow's exactly, and
+  decode_image runs 1.2-1.85x faster on photos (``benchmarks/decode.py``, docs/benchmarks.md). The header
+  is still read by Pillow (mode, size, the bomb check, EXIF orientation). CMYK JPEGs, and every JPEG that
+  makes libjpeg warn (damaged or truncated data: simplejpeg's strict mode raises), are decoded by Pillow as
+  before, so a bad file gives the same error or the same tensor with or without simplejpeg. Without it
+  Pillow decodes every file: torchvision.io.decode_jpeg, faster than Pillow too, is deprecated since
+  torchvision 0.29 (to be removed, superseded by TorchCodec), so the fallback is the decoder that stays.
 - Decompression bombs: an image declaring more than ``max_pixels`` pixels (:data:`MAX_PIXELS` unless
   told) is refused from its header, before any pixel is decoded.
 
@@ -93,6 +94,8 @@ _KEYED = {"1": "LA", "L": "LA", "RGB": "RGBA", "P": "RGBA"}  # mode with a trans
 # silences that warning (convzoo refuses such images itself, below) is process-wide state.
 _OPEN_LOCK = threading.Lock()
 _JPEG_COLORSPACES = {"L": "GRAY", "RGB": "RGB"}  # the Pillow modes of the JPEGs simplejpeg decodes
+# MPO: a camera's JPEG with more pictures after the first (Pillow's frame 0), which libjpeg decodes and stops at
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 _ORIENTATION = 0x0112  # the EXIF orientation tag
 
 
@@ -179,7 +182,7 @@ def _fast_jpeg(image: PILImage.Image, data: bytes) -> Tensor | None:
     the module's notes) with its EXIF orientation applied, as :func:`_to_tensor` would give it; None, for
     Pillow to decode, for any other file, without simplejpeg, or when simplejpeg or the EXIF data refuse it."""
     colorspace = _JPEG_COLORSPACES.get(image.mode)
-    decode = _simplejpeg() if image.format == "JPEG" and colorspace else None
+    decode = _simplejpeg() if image.format in _JPEG_FORMATS and colorspace else None
     if decode is None:
         return None
     try:
