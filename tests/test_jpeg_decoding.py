@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import sys
 import tarfile
+import types
 from collections.abc import Iterator
 
 import numpy as np
@@ -152,6 +153,20 @@ def test_without_simplejpeg_pillow_decodes_every_jpeg(pillow_only, tmp_path):
     path.write_bytes(JPEGS["4:2:0"]()[:200])
     with pytest.raises(DataError, match=f"^{path}: not a readable image: could not be decoded"):
         decode_image(path)
+
+
+@pytest.mark.parametrize("version", ["1.6.6", "", "dev"])
+def test_a_simplejpeg_without_strict_mode_is_not_used(version, monkeypatch):
+    old = types.ModuleType("simplejpeg")
+    old.__version__ = version  # type: ignore[attr-defined]
+    old.decode_jpeg = lambda *args, **kwargs: pytest.fail("an old simplejpeg was called")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "simplejpeg", old)
+    images._simplejpeg.cache_clear()
+    try:
+        data = JPEGS["4:2:0"]()
+        assert images._simplejpeg() is None and torch.equal(decode_image(data), _pillow(data))
+    finally:
+        images._simplejpeg.cache_clear()
 
 
 @pytest.mark.data

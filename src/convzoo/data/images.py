@@ -96,6 +96,7 @@ _OPEN_LOCK = threading.Lock()
 _JPEG_COLORSPACES = {"L": "GRAY", "RGB": "RGB"}  # the Pillow modes of the JPEGs simplejpeg decodes
 # MPO: a camera's JPEG with more pictures after the first (Pillow's frame 0), which libjpeg decodes and stops at
 _JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+_SIMPLEJPEG_AT_LEAST = (1, 9)  # pyproject's fastjpeg extra: strict mode, tested with 1.9.0
 _ORIENTATION = 0x0112  # the EXIF orientation tag
 
 
@@ -220,12 +221,26 @@ def _transposed(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 @functools.cache
 def _simplejpeg() -> Callable[..., np.ndarray] | None:
-    """simplejpeg's ``decode_jpeg``, or None when the ``fastjpeg`` extra is not installed (looked up once)."""
+    """simplejpeg's ``decode_jpeg``, or None when the ``fastjpeg`` extra is not installed or the simplejpeg
+    found is older than it asks for (looked up once): older ones have no ``strict`` mode, and would decode a
+    truncated file that Pillow refuses."""
     try:
-        from simplejpeg import decode_jpeg
+        import simplejpeg
     except ImportError:
         return None
-    return decode_jpeg  # type: ignore[no-any-return]
+    if _version(getattr(simplejpeg, "__version__", "")) < _SIMPLEJPEG_AT_LEAST:
+        return None
+    return simplejpeg.decode_jpeg  # type: ignore[no-any-return]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"1.9.0"`` -> ``(1, 9, 0)``; the leading numeric parts only, ``()`` for none."""
+    parts = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
 
 
 def _canonical(image: PILImage.Image) -> PILImage.Image:
