@@ -140,13 +140,21 @@ class EpochBatchSampler(Sampler[list[Key]]):
                 yield [(epoch, i) for i in range(lo + step * B, min(lo + (step + 1) * B, hi))]
 
 
+def _decoded_or_none(file: str) -> Tensor | None:
+    try:
+        return decode_image(file)
+    except DataError as err:
+        print(f"warning: {err}; left out of the channel statistics", file=sys.stderr, flush=True)
+        return None
+
+
 def sample_channels_and_stats(split: FileSplit, size: int, *, sample: int = STATS_SAMPLE,
                               threads: int | None = None) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """(channels, mean, std) of a split on disk, from a fixed sample of ``sample`` of its images (drawn with
     seed 0, the same for every run on these files), each decoded and passed through the evaluation transform
     at ``size`` (what the model sees, less the random crop), summed image by image in float64: no copy of the
     data set is held. ``channels`` is 1 when every sampled image is gray, else 3. An undecodable file in the
-    sample is refused (a DataError naming it), before any training."""
+    sample is named in a warning and left out, as in an epoch."""
     from concurrent.futures import ThreadPoolExecutor
 
     if not len(split):
@@ -154,18 +162,22 @@ def sample_channels_and_stats(split: FileSplit, size: int, *, sample: int = STAT
     pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:sample].sort().values.tolist()
     transform = eval_transform(size)
     with ThreadPoolExecutor(threads or 2) as pool:
-        images = pool.map(lambda i: decode_image(split.files[i]), pick)
+        images = pool.map(lambda i: _decoded_or_none(split.files[i]), pick)
         channels = 1
         total = torch.zeros(3, dtype=torch.float64)
         squares = torch.zeros(3, dtype=torch.float64)
         pixels = 0
         for X in images:
+            if X is None:
+                continue
             X = transform(as_channels(X, 3)).as_subclass(Tensor).to(torch.float64).flatten(1) / 255  # 3 x S*S
             if not torch.equal(X[0], X[1]) or not torch.equal(X[1], X[2]):
                 channels = 3
             total += X.sum(1)
             squares += (X * X).sum(1)
             pixels += X.shape[1]
+    if not pixels:
+        raise DataError("none of the training images sampled for the channel statistics could be decoded")
     mean = total / pixels
     std = (squares / pixels - mean * mean).clamp_min(0).sqrt()
     if channels == 1:

@@ -26,6 +26,15 @@ __all__ = ["StreamBatches", "default_workers"]
 PREFETCH = 4  # batches each worker decodes ahead
 
 
+def _ignore_signals(worker_id: int) -> None:
+    """A worker leaves SIGINT and SIGTERM (a Ctrl-C reaches the whole process group) to the training process,
+    which saves the run and stops its workers itself; a worker dying of them would fail the epoch."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def default_workers(local_world: int = 1) -> int:
     """Loader workers per training process: the machine's cores shared by its processes, at most 8, at least 1."""
     return max(1, min(8, (os.cpu_count() or 1) // max(1, local_world)))
@@ -55,7 +64,11 @@ class StreamBatches:
         self.workers = workers
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                                  collate_fn=collate_decoded, pin_memory=device.type == "cuda",
-                                 persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None)
+                                 persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
+                                 worker_init_fn=_ignore_signals if workers else None)
+        if workers:  # started now, with nothing to decode yet: before the run takes its directory's lock, which
+            self.sampler.set_epoch(0, self.steps)  # a worker forked later would inherit and keep past a kill -9
+            iter(self.loader)  # (the persistent workers' iterator, kept by the loader and reset by each epoch)
 
     def __len__(self) -> int:
         return self.steps
