@@ -134,7 +134,8 @@ def test_two_processes_each_take_their_rows_of_the_same_global_batch(tmp_path):
     whole = _batches(root, 0)
     parts = [_batches(root, 0, (rank, 2)) for rank in (0, 1)]
     for (X, y), (X0, y0), (X1, y1) in zip(whole, *parts, strict=True):
-        assert torch.equal(X[0::2], X0) and torch.equal(X[1::2], X1) and torch.equal(y[0::2], y0) and torch.equal(y[1::2], y1)
+        assert torch.equal(X[0::2], X0) and torch.equal(X[1::2], X1)
+        assert torch.equal(y[0::2], y0) and torch.equal(y[1::2], y1)
 
 
 def test_an_image_draws_the_same_augmentation_wherever_it_is_decoded(tmp_path):
