@@ -226,3 +226,50 @@ def test_train_limit_picks_the_files_before_any_is_decoded(tmp_path, monkeypatch
     assert "[6 train, 4 val]" in said
     train_files = {str(p) for p in (root / "train").rglob("*.*")}
     assert len(decoded & train_files) == 6  # the limited split's files, and no other training file
+
+
+# ---- convzoo eval RUN --dataset imagefolder:DIR -------------------------------------------------------------
+
+
+def test_eval_of_a_streamed_run_on_its_val_split_and_on_any_labelled_folder(tmp_path):
+    import json
+    import shutil
+
+    import convzoo
+
+    root = _photos(tmp_path / "pets", "train", 8, seed=0)
+    _photos(root, "val", 3, seed=1)
+    _run(root, tmp_path / "run", epochs=2)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    best = max(r["val_acc"] for r in rows)
+    own = convzoo.evaluate(tmp_path / "run", "val", device="cpu")
+    assert own.split == "val" and own.result.count == 6 and own.result.accuracy == best
+    shutil.copytree(root / "val", tmp_path / "elsewhere" / "val")  # the same images, named otherwise
+    shutil.rmtree(tmp_path / "elsewhere" / "val" / "cat")  # a folder lacking a class is fine
+    other = convzoo.evaluate(tmp_path / "run", dataset=f"imagefolder:{tmp_path / 'elsewhere'}", device="cpu")
+    assert other.split == "val" and other.result.count == 3
+    assert other.result.confusion[1].tolist() == own.result.confusion[1].tolist()  # the dogs, predicted alike
+    flat = convzoo.evaluate(tmp_path / "run", dataset=f"imagefolder:{tmp_path / 'elsewhere' / 'val'}", device="cpu")
+    assert flat.result.confusion.tolist() == other.result.confusion.tolist()
+    (tmp_path / "elsewhere" / "val" / "zebra").mkdir()
+    shutil.copy(root / "val" / "cat" / "000.png", tmp_path / "elsewhere" / "val" / "zebra")
+    with pytest.raises(DataError, match=r"class folders zebra are not among the run's classes cat, dog"):
+        convzoo.evaluate(tmp_path / "run", dataset=f"imagefolder:{tmp_path / 'elsewhere'}", device="cpu")
+    with pytest.raises(DataError, match=r"has no test/ folder"):
+        convzoo.evaluate(tmp_path / "run", "test", dataset=f"imagefolder:{tmp_path / 'pets'}", device="cpu")
+
+
+def test_eval_of_an_in_memory_run_on_another_folder_preprocesses_as_its_evaluation_did(tmp_path):
+    import shutil
+
+    import convzoo
+
+    root = _photos(tmp_path / "pets", "train", 6, seed=0, same_size=(28, 28))
+    _photos(root, "test", 3, seed=1, same_size=(28, 28))
+    _run(root, tmp_path / "run", image_size=None)
+    own = convzoo.evaluate(tmp_path / "run", device="cpu")
+    shutil.copytree(root / "test", tmp_path / "copy")
+    other = convzoo.evaluate(tmp_path / "run", dataset=f"imagefolder:{tmp_path / 'copy'}", device="cpu")
+    assert other.result.confusion.tolist() == own.result.confusion.tolist() and other.result.count == 6
+    with pytest.raises(ConvzooError, match=r"--dataset takes imagefolder:DIR"):
+        convzoo.evaluate(tmp_path / "run", dataset="mnist", device="cpu")
