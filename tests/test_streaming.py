@@ -68,6 +68,7 @@ def test_a_mixed_size_train_and_val_folder_streams_and_val_is_the_val_split(tmp_
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "model.json").read_text())
     assert meta["pipeline"] == "stream" and meta["input"]["size"] == [28, 28] and meta["input"]["resize"] == "crop"
     assert set(meta["data"]["splits"]) == {"train", "val"}
+    assert "stream = true" in (tmp_path / "run" / "config.toml").read_text()  # so that a resume streams too
 
 
 def test_a_one_size_folder_stays_in_memory_and_val_is_read_there_too(tmp_path):

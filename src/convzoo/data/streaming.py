@@ -162,7 +162,9 @@ def sample_channels_and_stats(split: FileSplit, size: int, *, sample: int = STAT
     pick = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:sample].sort().values.tolist()
     transform = eval_transform(size)
     with ThreadPoolExecutor(threads or 2) as pool:
-        images = pool.map(lambda i: _decoded_or_none(split.files[i]), pick)
+        # a few images at a time: pool.map over all of them would hold every decoded image until it is summed
+        images = (X for lo in range(0, len(pick), 8)
+                  for X in pool.map(lambda i: _decoded_or_none(split.files[i]), pick[lo:lo + 8]))
         channels = 1
         total = torch.zeros(3, dtype=torch.float64)
         squares = torch.zeros(3, dtype=torch.float64)

@@ -23,16 +23,16 @@ from convzoo.train.pipeline import Preprocess, check_global_batch
 
 __all__ = ["StreamBatches", "default_workers"]
 
-PREFETCH = 4  # batches each worker decodes ahead
+PREFETCH = 2  # batches each worker decodes ahead (torch's default): memory for workers x 2 batches, whatever the folder
 
 
-def _ignore_signals(worker_id: int) -> None:
-    """A worker leaves SIGINT and SIGTERM (a Ctrl-C reaches the whole process group) to the training process,
-    which saves the run and stops its workers itself; a worker dying of them would fail the epoch."""
+def _ignore_sigint(worker_id: int) -> None:
+    """A worker leaves SIGINT (a Ctrl-C reaches the whole process group) to the training process, which saves
+    the run and stops its workers itself; a worker dying of it would fail the epoch. (SIGTERM keeps its default:
+    it is how the training process's exit stops a worker that did not stop when asked.)"""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def default_workers(local_world: int = 1) -> int:
@@ -65,7 +65,7 @@ class StreamBatches:
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                                  collate_fn=collate_decoded, pin_memory=device.type == "cuda",
                                  persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
-                                 worker_init_fn=_ignore_signals if workers else None)
+                                 worker_init_fn=_ignore_sigint if workers else None)
         if workers:  # started now, with nothing to decode yet: before the run takes its directory's lock, which
             self.sampler.set_epoch(0, self.steps)  # a worker forked later would inherit and keep past a kill -9
             iter(self.loader)  # (the persistent workers' iterator, kept by the loader and reset by each epoch)

@@ -13,6 +13,7 @@ same config on the CPU gives the same weights and metrics bit for bit, resumed o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -31,7 +32,7 @@ from convzoo.train import optim
 from convzoo.train.averaging import WeightAverage
 from convzoo.train.checkpoint import RunLock
 from convzoo.train.config import TrainConfig
-from convzoo.train.data import load_run_data
+from convzoo.train.data import StreamedData, load_run_data
 from convzoo.train.distributed import SINGLE, Dist, local_device, setup, teardown
 from convzoo.train.loader import StreamBatches
 from convzoo.train.optim import trained_out
@@ -214,6 +215,8 @@ def _fit(config: TrainConfig, resume: str | Path | None, progress: bool, out: Te
     # all that can refuse the run (device, data, model, batch size) comes before the run directory is made:
     # a refused first try leaves nothing behind that would make the retry need --resume
     data, val_split, data_line = dist.agree(lambda: load_run_data(config))
+    if isinstance(data, StreamedData) and not config.stream:  # recorded, so that a resume streams too (whatever
+        config = dataclasses.replace(config, stream=True)  # the memory of the machine it resumes on)
     # a resumed run's weights come from its checkpoint: its --init-from source is not read again (it may be gone)
     fresh = not (resuming and (run_dir / "checkpoints" / "last").exists())
     run = dist.agree(lambda: build_run(config, data, val_split, device, dist, init=fresh))

@@ -175,7 +175,10 @@ def build_run(config: TrainConfig, data: RunData, val_split: Split | FileSplit |
         train_batches = StreamBatches(data.train, config.batch_size, device=device, preprocess=preprocess,
                                       transform=train_transform(data.size), channels=data.channels, shuffle=True,
                                       seed=config.seed, shard=shard, workers=workers)
-        eval_batches = {name: StreamBatches(split, config.eval_batch_size, device=device, preprocess=preprocess,
+        # evaluation in batches of at most --batch-size: the default --eval-batch-size, 1024, is sized for 32-pixel
+        # images, and the activations of 1024 images at 224 pixels take gigabytes
+        eval_size = min(config.eval_batch_size, config.batch_size)
+        eval_batches = {name: StreamBatches(split, eval_size, device=device, preprocess=preprocess,
                                             transform=eval_transform(data.size), channels=data.channels,
                                             shard=shard, workers=min(workers, 2))
                         for name, split in (("val", val_split), ("test", data.test)) if isinstance(split, FileSplit)}
