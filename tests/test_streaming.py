@@ -274,3 +274,29 @@ def test_eval_of_an_in_memory_run_on_another_folder_preprocesses_as_its_evaluati
     assert other.result.confusion.tolist() == own.result.confusion.tolist() and other.result.count == 6
     with pytest.raises(ConvzooError, match=r"--dataset takes imagefolder:DIR"):
         convzoo.evaluate(tmp_path / "run", dataset="mnist", device="cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_two_processes_stream_the_weights_of_one(tmp_path):
+    """torchrun's 2 processes (gloo on 127.0.0.1) each decode their rows of every global batch; the weights
+    are one process's (to float rounding: the gradients are averaged in another order)."""
+    import os
+    import subprocess
+
+    from safetensors.torch import load_file
+
+    root = _photos(tmp_path / "pets", "train", 20, seed=0)
+    _photos(root, "val", 5, seed=1)
+    args = [sys.executable, "-m", "convzoo", "train", "--model", "simple_cnn", "--dataset", f"imagefolder:{root}",
+            "--image-size", "28", "--epochs", "2", "--batch-size", "8", "--optimizer", "momentum", "--lr", "0.03",
+            "--workers", "1", "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")} | {"OMP_NUM_THREADS": "1"}
+    for name, extra in (("one", ["--threads", "1"]), ("two", ["--nproc-per-node", "2"])):
+        done = subprocess.run([*args, *extra, "--out", str(tmp_path / name)], capture_output=True, text=True,
+                              timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (load_file(tmp_path / n / "checkpoints" / "last" / "model.safetensors") for n in ("one", "two"))
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) <= 1e-5
+    rows = [(tmp_path / n / "metrics.csv").read_text().splitlines()[1:] for n in ("one", "two")]
+    assert [r.split(",")[4] for r in rows[0]] == [r.split(",")[4] for r in rows[1]]  # val accuracy, per epoch
