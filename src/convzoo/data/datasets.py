@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import sys
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,15 +25,16 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from convzoo.data.folders import FileSplit, is_archive, split_folders
 from convzoo.data.formats import (
     check_class_folders,
     check_labels,
+    extract_once,
     list_classes,
     read_cifar_batch,
     read_cifar_meta,
     read_idx,
     read_image_folder,
-    safe_extract,
 )
 from convzoo.data.images import DECODER_VERSION, walk_images
 from convzoo.errors import DataError
@@ -40,11 +42,12 @@ from convzoo.utils.atomic import atomic_path
 
 __all__ = [
     "DATASETS", "DEBIAN_ROOT", "Dataset", "Split", "check_disjoint", "default_cache_dir", "image_hashes",
-    "load_dataset", "resolve_dataset_name", "split_train_val", "stratified_subset", "subset",
+    "load_dataset", "resolve_dataset_name", "split_train_val", "split_train_val_files", "stratified_subset", "subset",
+    "train_val_index",
 ]
 
 DEBIAN_ROOT = Path("/usr/share/datasets")
-_CACHE_FORMAT = 3  # bump when the decoded cache's layout or key changes (3: per-image content hashes)
+_CACHE_FORMAT = 4  # bump when the decoded cache's layout or key changes (3: per-image content hashes; 4: val/)
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot")
@@ -76,7 +79,8 @@ class Split:
 @dataclass(frozen=True)
 class Dataset:
     """A data set: class names, a train split, a test split (None when the source has none), and the
-    training images' per-channel mean and std on the [0, 1] scale."""
+    training images' per-channel mean and std on the [0, 1] scale; ``val``: the validation split an image
+    folder's ``val/`` holds (None: none, or carved later by ``--val-split``)."""
 
     name: str
     classes: tuple[str, ...]
@@ -85,6 +89,7 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str = ""  # where it was read from, for the run's record
+    val: Split | None = None
 
     @property
     def num_classes(self) -> int:
@@ -111,6 +116,9 @@ class _Decoded:
     classes: tuple[str, ...]
     train_files: tuple[str, ...]
     test_files: tuple[str, ...]
+    X_val: Tensor | None = None
+    y_val: Tensor | None = None
+    val_files: tuple[str, ...] = ()
 
 
 def _resolved(*paths: Path) -> tuple[str, ...]:
@@ -191,7 +199,7 @@ def _probe_cifar10(root: Path, cache_dir: Path) -> _Found | None:
             return _Found(files, partial(_decode_cifar, folder), str(folder))
     archive = root / "cifar-10-python.tar.gz"
     if archive.is_file():
-        return _Found((archive,), lambda: _decode_cifar(_extracted(archive, cache_dir) / "cifar-10-batches-py"),
+        return _Found((archive,), lambda: _decode_cifar(extract_once(archive, cache_dir) / "cifar-10-batches-py"),
                       str(archive))
     archives = (root / _CIFAR_PNG[0], root / _CIFAR_PNG[1])
     if any(a.is_file() for a in archives):
@@ -217,7 +225,7 @@ def _decode_cifar(folder: Path) -> _Decoded:
 
 def _decode_cifar_png(archives: tuple[Path, Path], cache_dir: Path) -> _Decoded:
     """The two tarballs, each extracted once under the cache, decoded by the one image decoder."""
-    train_root, test_root = (_extracted(a, cache_dir) for a in archives)
+    train_root, test_root = (extract_once(a, cache_dir) for a in archives)
     return _checked_cifar_png(_decode_splits(train_root / "train", test_root / "test"), archives[0].parent)
 
 
@@ -236,16 +244,13 @@ def _checked_cifar_png(d: _Decoded, where: Path) -> _Decoded:
 
 # ---------------------------------------------------------------- image folders
 
-def _is_archive(path: Path) -> bool:
-    return path.name.endswith((".tar.gz", ".tgz", ".tar"))
-
-
 def _image_folder_found(path: Path, cache_dir: Path) -> _Found:
-    """An image folder (``root/<class>/...`` or ``root/{train,test}/<class>/...``) or a tar of one."""
-    if _is_archive(path):
+    """An image folder (``root/<class>/...``, or ``root/train/<class>/...`` with ``val/`` and/or ``test/``) or a
+    tar of one."""
+    if is_archive(path):
         if not path.is_file():
             raise DataError(f"{path}: no such archive")
-        return _Found((path,), lambda: _decode_image_root(_extracted(path, cache_dir)), str(path))
+        return _Found((path,), lambda: _decode_image_root(extract_once(path, cache_dir)), str(path))
     if not path.is_dir():
         raise DataError(f"{path}: no such folder; imagefolder:PATH needs a folder of class folders "
                         "(PATH/<class>/<image>) or a .tar.gz of one")
@@ -258,56 +263,38 @@ def _image_files(root: Path) -> list[Path]:
     a symlinked class folder is in the key as it is in the data. The class folders are checked here too
     (none empty, none an alias of another), so a cached load refuses what a fresh decode would."""
     files = walk_images(root)
-    for folder in (f for f in _split_folders(root) if f is not None):
+    for folder in (f for f in split_folders(root) if f is not None):
         check_class_folders(folder, list_classes(folder), files)
     return files
 
 
-def _split_folders(root: Path) -> tuple[Path, Path | None]:
-    """(train folder, test folder or None) of an image-folder root."""
-    entries = [e for e in root.iterdir() if not e.name.startswith(".")] if root.is_dir() else []
-    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / "train").is_dir():
-        root = entries[0]  # an archive with one top folder
-    if (root / "train").is_dir():
-        test = root / "test"
-        return root / "train", (test if test.is_dir() else None)
-    return root, None
-
-
 def _decode_image_root(root: Path) -> _Decoded:
-    return _decode_splits(*_split_folders(root))
+    train, val, test = split_folders(root)
+    return _decode_splits(train, test, val)
 
 
-def _decode_splits(train_dir: Path, test_dir: Path | None) -> _Decoded:
-    """A training folder of class folders and, if given, a test folder with the same classes."""
+def _decode_splits(train_dir: Path, test_dir: Path | None, val_dir: Path | None = None) -> _Decoded:
+    """A training folder of class folders and, if given, a test folder and a validation folder with the same
+    classes (each of the training images' size: the streaming path reads splits of other sizes)."""
     if not train_dir.is_dir():
         raise DataError(f"{train_dir}: no such folder; expected the training images' class folders there")
     X, y, classes = read_image_folder(train_dir)
-    if test_dir is None:
-        return _Decoded(X, y, None, None, classes, _resolved(train_dir), ())
-    if test_dir.resolve() == train_dir.resolve():
-        raise DataError(f"{test_dir} is the training folder {train_dir}; a test split must hold other images")
-    X_test, y_test, _ = read_image_folder(test_dir, classes)
-    if X_test.shape[1:] != X.shape[1:]:
-        if X_test.shape[1] != X.shape[1]:  # one split all gray, the other in colour: keep colour
-            X, X_test = X.expand(-1, 3, -1, -1).contiguous(), X_test.expand(-1, 3, -1, -1).contiguous()
-        if X_test.shape[-2:] != X.shape[-2:]:
-            raise DataError(f"{test_dir}: images are {X_test.shape[-2]}x{X_test.shape[-1]}, the training images "
+    decoded: dict[str, tuple[Tensor, Tensor, tuple[str, ...]]] = {}
+    for name, folder in (("test", test_dir), ("val", val_dir)):
+        if folder is None:
+            continue
+        if folder.resolve() == train_dir.resolve():
+            raise DataError(f"{folder} is the training folder {train_dir}; a {name} split must hold other images")
+        X_other, y_other, _ = read_image_folder(folder, classes)
+        if X_other.shape[1] != X.shape[1]:  # one split all gray, the other in colour: keep colour
+            X, X_other = X.expand(-1, 3, -1, -1).contiguous(), X_other.expand(-1, 3, -1, -1).contiguous()
+            decoded = {k: (v[0].expand(-1, 3, -1, -1).contiguous(), *v[1:]) for k, v in decoded.items()}
+        if X_other.shape[-2:] != X.shape[-2:]:
+            raise DataError(f"{folder}: images are {X_other.shape[-2]}x{X_other.shape[-1]}, the training images "
                             f"{X.shape[-2]}x{X.shape[-1]}; resize them to one size")
-    return _Decoded(X, y, X_test, y_test, classes, _resolved(train_dir), _resolved(test_dir))
-
-
-def _extracted(archive: Path, cache_dir: Path) -> Path:
-    """The archive extracted (once) under the cache, keyed by its content."""
-    digest = hashlib.sha256()
-    with open(archive, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    target = cache_dir / "extracted" / f"{archive.name.split('.')[0]}-{digest.hexdigest()[:16]}"
-    if not target.is_dir():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        safe_extract(archive, target)
-    return target
+        decoded[name] = (X_other, y_other, _resolved(folder))
+    test, val = decoded.get("test", (None, None, ())), decoded.get("val", (None, None, ()))
+    return _Decoded(X, y, test[0], test[1], classes, _resolved(train_dir), test[2], val[0], val[1], val[2])
 
 
 DATASETS: dict[str, _Spec] = {
@@ -415,12 +402,14 @@ def _load(name: str, found: _Found, cache_dir: Path) -> Dataset:
     if data is None:
         d = found.decode()
         train = Split(d.X, d.y, d.train_files, _digest(d.X, d.y), hashes=image_hashes(d.X))
-        test = None
+        test = val = None
         if d.X_test is not None and d.y_test is not None:
             test = Split(d.X_test, d.y_test, d.test_files, _digest(d.X_test, d.y_test),
                          hashes=image_hashes(d.X_test))
+        if d.X_val is not None and d.y_val is not None:
+            val = Split(d.X_val, d.y_val, d.val_files, _digest(d.X_val, d.y_val), hashes=image_hashes(d.X_val))
         mean, std = _channel_stats(d.X)
-        data = Dataset(name, d.classes or _CLASSES[name], train, test, mean, std, found.where)
+        data = Dataset(name, d.classes or _CLASSES[name], train, test, mean, std, found.where, val)
         _write_cache(path, data)
     return data
 
@@ -459,12 +448,17 @@ def image_hashes(X: Tensor) -> Tensor:
 
 
 def _channel_stats(X: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images on the [0, 1] scale, in float64, 4096 images at a time."""
+    """Per-channel mean and std of uint8 images on the [0, 1] scale, in float64, in chunks of 4096 images or of
+    as many as hold 4096 x 3 x 32 x 32 values (96 MiB in float64), whichever is fewer: a float64 copy of the whole
+    data set (8x its uint8 size, the peak of loading 2,000 photos before) is never made. (MNIST and CIFAR-10 are
+    summed in the same 4096-image chunks as before, so their statistics are unchanged to the last bit.)"""
     C = X.shape[1]
     total = torch.zeros(C, dtype=torch.float64)
     squares = torch.zeros(C, dtype=torch.float64)
-    for lo in range(0, len(X), 4096):
-        chunk = X[lo:lo + 4096].to(torch.float64).transpose(0, 1).reshape(C, -1) / 255
+    per_image = max(1, X[0].numel()) if len(X) else 1
+    step = min(4096, max(1, 4096 * 3 * 32 * 32 // per_image))
+    for lo in range(0, len(X), step):
+        chunk = X[lo:lo + step].to(torch.float64).transpose(0, 1).reshape(C, -1) / 255
         total += chunk.sum(1)
         squares += (chunk * chunk).sum(1)
     n = X.numel() // C
@@ -488,12 +482,15 @@ def _read_cache(path: Path, name: str, found: _Found) -> Dataset | None:
         info = json.loads(meta["convzoo"])
         train = Split(tensors["train_images"], tensors["train_labels"], tuple(info["train_files"]),
                       info["train_digest"], hashes=tensors["train_hashes"])
-        test = None
+        test = val = None
         if "test_images" in tensors:
             test = Split(tensors["test_images"], tensors["test_labels"], tuple(info["test_files"]),
                          info["test_digest"], hashes=tensors["test_hashes"])
+        if "val_images" in tensors:
+            val = Split(tensors["val_images"], tensors["val_labels"], tuple(info["val_files"]),
+                        info["val_digest"], hashes=tensors["val_hashes"])
         return Dataset(name, tuple(info["classes"]), train, test, tuple(info["mean"]), tuple(info["std"]),
-                       found.where)
+                       found.where, val)
     except (SafetensorError, OSError, KeyError, ValueError, json.JSONDecodeError) as err:
         warnings.warn(f"ignoring the unreadable data cache {path} ({err}); decoding again", stacklevel=3)
         return None
@@ -508,9 +505,13 @@ def _write_cache(path: Path, data: Dataset) -> None:
     if data.test is not None:
         tensors |= {"test_images": data.test.images, "test_labels": data.test.labels,
                     "test_hashes": _hashes(data.test)}
+    if data.val is not None:
+        tensors |= {"val_images": data.val.images, "val_labels": data.val.labels, "val_hashes": _hashes(data.val)}
     info = {"classes": list(data.classes), "mean": list(data.mean), "std": list(data.std),
             "train_files": list(data.train.files), "test_files": list(data.test.files) if data.test else [],
-            "train_digest": data.train.digest, "test_digest": data.test.digest if data.test is not None else ""}
+            "train_digest": data.train.digest, "test_digest": data.test.digest if data.test is not None else "",
+            "val_files": list(data.val.files) if data.val else [],
+            "val_digest": data.val.digest if data.val is not None else ""}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
@@ -521,29 +522,43 @@ def _write_cache(path: Path, data: Dataset) -> None:
                       "next time", stacklevel=3)
 
 
-def split_train_val(split: Split, val_fraction: float, seed: int = 0) -> tuple[Split, Split]:
-    """(train, validation): a random ``val_fraction`` of ``split`` held out, the same for the same seed."""
+def train_val_index(count: int, val_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(training positions, validation positions) of a split of ``count`` images, each sorted: a random
+    ``val_fraction`` held out, the same for the same seed."""
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"--val-split must be between 0 and 1 (exclusive), got {val_fraction}")
-    n_val = round(len(split) * val_fraction)
-    if n_val == 0 or n_val == len(split):
-        raise DataError(f"--val-split {val_fraction} of {len(split)} images leaves an empty split; choose a "
+    n_val = round(count * val_fraction)
+    if n_val == 0 or n_val == count:
+        raise DataError(f"--val-split {val_fraction} of {count} images leaves an empty split; choose a "
                         "fraction that keeps images on both sides")
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order[n_val:].sort().values, order[:n_val].sort().values
+
+
+def split_train_val(split: Split, val_fraction: float, seed: int = 0) -> tuple[Split, Split]:
+    """(train, validation): a random ``val_fraction`` of ``split`` held out, the same for the same seed."""
+    index_pair = train_val_index(len(split), val_fraction, seed)
     base = split.indices if split.indices is not None else None
     hashes = _hashes(split)
     parts = []
-    for index in (order[n_val:].sort().values, order[:n_val].sort().values):
+    for index in index_pair:
         parts.append(Split(split.images[index], split.labels[index], split.files,
                            indices=base[index] if base is not None else index, hashes=hashes[index]))
     return parts[0], parts[1]
 
 
-def check_disjoint(train: Split, *others: Split) -> None:
+def split_train_val_files(split: FileSplit, val_fraction: float, seed: int = 0) -> tuple[FileSplit, FileSplit]:
+    """:func:`split_train_val` for a split on disk: the same positions held out for the same seed."""
+    train, val = train_val_index(len(split), val_fraction, seed)
+    return split.take(train), split.take(val)
+
+
+def check_disjoint(train: Split | FileSplit, *others: Split | FileSplit) -> None:
     """Refuse evaluation splits that are (part of) the training images: the same source files with
     overlapping positions, the same pixels and labels under another name (notes 004 tested on train), or
     any single image whose pixels are also in the training split (a copy, or the same file in two
-    folders), naming the first few by their positions in each split."""
+    folders), naming the first few by their positions in each split. Splits on disk (:class:`FileSplit`, the
+    streaming path) are compared by the hashes of their files' bytes instead of pixels, and named by file."""
     for other in others:
         if train.digest and train.digest == other.digest:
             raise DataError("the evaluation split holds exactly the training images (same pixels and labels); "
@@ -556,18 +571,29 @@ def check_disjoint(train: Split, *others: Split) -> None:
         _check_no_shared_pixels(train, other)
 
 
-def _hashes(split: Split) -> Tensor:
-    """The split's per-image hashes, computed now if it was built without them."""
-    return split.hashes if split.hashes is not None else image_hashes(split.images)
+def _hashes(split: Split | FileSplit) -> Tensor:
+    """The split's per-image hashes, computed now if it was built without them (pixels; a split on disk must
+    have been inspected, :func:`convzoo.data.folders.inspect_files`)."""
+    if split.hashes is not None:
+        return split.hashes
+    if isinstance(split, FileSplit):
+        raise ValueError("a FileSplit's hashes come from inspect_files; inspect it before checking it")
+    return image_hashes(split.images)
 
 
-def _check_no_shared_pixels(train: Split, other: Split) -> None:
-    """Refuse when any image of ``other`` has the pixels of a training image (by :func:`image_hashes`)."""
+def _check_no_shared_pixels(train: Split | FileSplit, other: Split | FileSplit) -> None:
+    """Refuse when any image of ``other`` has the pixels of a training image (by :func:`image_hashes`), or for
+    splits on disk the bytes of a training file."""
     train_hashes, other_hashes = _hashes(train), _hashes(other)
     shared = torch.isin(other_hashes, train_hashes).nonzero().flatten()  # positions in other
     if not len(shared):
         return
     position = {h: i for i, h in enumerate(train_hashes.tolist())}
+    if isinstance(other, FileSplit) and isinstance(train, FileSplit):
+        pairs = ", ".join(f"{other.files[int(i)]} = {train.files[position[int(other_hashes[i])]]}" for i in shared[:2])
+        raise DataError(f"{len(shared)} of the {len(other)} evaluation images are byte-for-byte copies of a training "
+                        f"image ({pairs}{', ...' if len(shared) > 2 else ''}); remove the duplicates from one side, "
+                        "the accuracy would count images seen in training")
     pairs = ", ".join(f"#{int(i)} = training #{position[int(other_hashes[i])]}" for i in shared[:3])
     raise DataError(f"{len(shared)} of the {len(other)} evaluation images have the pixels of a training image "
                     f"(evaluation {pairs}{', ...' if len(shared) > 3 else ''}, positions from 0); "
@@ -578,6 +604,9 @@ def _overlap(a: Tensor, b: Tensor) -> bool:
     return bool(torch.isin(a, b).any())
 
 
+_AnySplit = typing.TypeVar("_AnySplit", Split, FileSplit)
+
+
 def subset(split: Split, index: Tensor) -> Split:
     """The images at ``index`` (e.g. the draw of :func:`stratified_subset` for a quick run)."""
     base = split.indices if split.indices is not None else None
@@ -585,12 +614,13 @@ def subset(split: Split, index: Tensor) -> Split:
                    indices=base[index] if base is not None else index, hashes=_hashes(split)[index])
 
 
-def stratified_subset(split: Split, n: int, seed: int) -> Split:
+def stratified_subset(split: _AnySplit, n: int, seed: int) -> _AnySplit:
     """``n`` images of ``split`` drawn at random per class, each class in proportion to its share
     (``--train-limit``): the first N of a split ordered by class (an image folder) would hold only its
     first classes. Quotas are floors of ``n * share``, the images left over going to the largest
     remainders (ties: the lower class); the same seed draws the same images, kept in their original
-    order. A class whose quota rounds to 0 is left out, so ``n`` below the class count leaves some out."""
+    order. A class whose quota rounds to 0 is left out, so ``n`` below the class count leaves some out.
+    A split on disk (:class:`FileSplit`) is drawn from its labels alone: nothing is read or decoded."""
     if n >= len(split):
         return split
     classes, counts = split.labels.unique(return_counts=True)  # K each
@@ -604,4 +634,5 @@ def stratified_subset(split: Split, n: int, seed: int) -> Split:
     for c, k in zip(classes.tolist(), take.tolist(), strict=True):
         members = (split.labels == c).nonzero().flatten()
         picked.append(members[torch.randperm(len(members), generator=g)[:k]])
-    return subset(split, torch.cat(picked).sort().values)
+    index = torch.cat(picked).sort().values
+    return split.take(index) if isinstance(split, FileSplit) else subset(split, index)  # type: ignore[return-value]

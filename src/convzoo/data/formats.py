@@ -31,7 +31,7 @@ from torch import Tensor
 from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, read_file, walk_images
 from convzoo.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "check_class_folders", "list_classes", "read_cifar_batch", "read_idx",
+__all__ = ["IMAGE_EXTENSIONS", "check_class_folders", "extract_once", "list_classes", "read_cifar_batch", "read_idx",
            "read_image_folder", "safe_extract"]
 
 _IDX_UBYTE = 0x08
@@ -215,6 +215,21 @@ def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tup
     if C == 3 and torch.equal(X[:, 0], X[:, 1]) and torch.equal(X[:, 1], X[:, 2]):
         X = X[:, :1].contiguous()  # colour modes holding only gray pixels: N x 1 x H x W
     return X, torch.tensor(labels, dtype=torch.int64), classes
+
+
+def extract_once(archive: Path, cache_dir: Path) -> Path:
+    """The archive extracted (once, by :func:`safe_extract`) under ``cache_dir/extracted``, keyed by its content."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(archive, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    target = cache_dir / "extracted" / f"{archive.name.split('.')[0]}-{digest.hexdigest()[:16]}"
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        safe_extract(archive, target)
+    return target
 
 
 def safe_extract(archive: Path, target: Path) -> None:

@@ -82,6 +82,18 @@ class TrainConfig:
                           run=False)
     train_limit: int = _opt(0, "train on N images of the training split only, drawn per class in "
                                 "proportion from the seed (0: all); for quick experiments and benchmarks")
+    # the two paths of an image folder (docs/training.md): in memory, or streamed from disk by loader workers
+    stream: bool = _opt(False, "image folders: stream the images from disk (DataLoader workers decode them; "
+                               "RandomResizedCrop + flip for training, resize + centre crop for evaluation) even "
+                               "when they would fit --cache-memory at one size")
+    image_size: int | None = _opt(None, "image folders: the side S in pixels the streaming path crops to (default: "
+                                        "the model's default input size); given for images that are not all S x S, "
+                                        "it streams them")
+    cache_memory: float | None = _opt(None, "GB an image folder may take decoded in memory (default: a quarter of "
+                                            "this machine's memory); a larger one streams", run=False)
+    workers: int | None = _opt(None, "DataLoader worker processes per training process on the streaming path "
+                                     "(default: the cores per process, at most 8; 0: decode in the training "
+                                     "process); the result does not depend on it", run=False)
     # input pipeline, applied to whole batches on the training device
     resize: int | None = _opt(None, "resize images to this side in pixels (default: the data set's size)")
     normalize: bool = _opt(True, "subtract the training split's channel means, divide by its stds")
@@ -188,6 +200,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             whole(name, 1)
         whole("resize", 1, MAX_SIDE)
+        whole("image_size", 1, MAX_SIDE)
+        whole("workers", 0, 256)
+        if self.cache_memory is not None and not 0 <= self.cache_memory <= 1e6:
+            raise bad("cache_memory", self.cache_memory, "a number of GB from 0 to 1000000")
         whole("threads", 1, 4096)
         if not 1 <= self.dist_timeout <= 86400:
             raise bad("dist_timeout", self.dist_timeout, "a number of seconds from 1 to 86400")

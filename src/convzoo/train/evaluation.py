@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from convzoo.errors import ConvzooError
 from convzoo.train.config import TTAS
 from convzoo.train.distributed import SINGLE, Dist
+from convzoo.train.loader import StreamBatches
 from convzoo.train.pipeline import Batches
 
 __all__ = ["EvalResult", "evaluate_batches", "tta_logits"]
@@ -58,7 +59,8 @@ def tta_logits(forward: Callable[[Tensor], Tensor], X: Tensor, tta: str = "none"
 
 
 @torch.no_grad()
-def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batches: Batches, num_classes: int,
+def evaluate_batches(forward: Callable[[Tensor], Tensor], net: nn.Module, batches: Batches | StreamBatches,
+                     num_classes: int,
                      amp: bool = False, tta: str = "none", dist: Dist = SINGLE) -> EvalResult:
     """Accuracy, mean loss, confusion matrix and top-5 accuracy over every batch, in evaluation mode.
 

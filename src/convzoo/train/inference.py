@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,16 +11,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from convzoo.data import load_dataset, split_train_val
 from convzoo.data.images import MAX_PIXELS, decode_image
-from convzoo.errors import ConvzooError, DataError
+from convzoo.errors import ConvzooError
 from convzoo.models import ConvNet
 from convzoo.train.checkpoint import find_checkpoint, model_from_sidecar, read_checkpoint
 from convzoo.train.config import TTAS
 from convzoo.train.env import pick_device
 from convzoo.train.evaluation import EvalResult, evaluate_batches, tta_logits
-from convzoo.train.pipeline import Batches, Preprocess
-from convzoo.train.saver import data_changes, split_identity
+from convzoo.train.pipeline import Preprocess
 
 __all__ = ["ACCEPTED_IMAGES", "Checkpoint", "EvalReport", "as_image_batches", "evaluate", "load", "load_pretrained",
            "read_image"]
@@ -265,53 +262,28 @@ class EvalReport:
         return "\n".join(lines)
 
 
-def evaluate(checkpoint: str | os.PathLike[str], split: str = "test", *, data_dir: str | None = None,
-             device: str = "auto", batch_size: int = 1024, tta: str | None = None) -> EvalReport:
-    """Evaluate a run's selected checkpoint (or a given checkpoint) on its data set's test or validation split.
+def evaluate(checkpoint: str | os.PathLike[str], split: str | None = None, *, data_dir: str | None = None,
+             device: str = "auto", batch_size: int = 1024, tta: str | None = None,
+             dataset: str | None = None) -> EvalReport:
+    """Evaluate a run's selected checkpoint (or a given checkpoint) on its data set's test or validation split
+    (``split``, default test), or with ``dataset="imagefolder:DIR"`` on any labelled folder whose classes are
+    among the run's (its ``split`` of a train/ + val/ or test/ layout, default test, else val; or the whole
+    folder of class folders), preprocessed as the run's evaluation was (train/eval_data.py).
 
-    ``tta`` (none, flip or flip-translate) defaults to the run's own ``tta`` setting. The split must be the one
-    the run recorded (``data_identity`` in its sidecar, by content): a ``DataError`` names what changed; a run
-    saved before runs recorded it is evaluated unchecked, with a ``UserWarning`` saying so.
+    ``tta`` (none, flip or flip-translate) defaults to the run's own ``tta`` setting. The run's own split must
+    be the one the run recorded (``data_identity`` in its sidecar, by content): a ``DataError`` names what
+    changed; a run saved before runs recorded it is evaluated unchecked, with a ``UserWarning`` saying so.
     """
-    if split not in ("test", "val"):
+    from convzoo.train.eval_data import eval_batches
+
+    if split not in (None, "test", "val"):
         raise ConvzooError(f"--split must be test or val, got {split!r}")
     if tta is not None and tta not in TTAS:  # before loading anything
         raise ConvzooError(f"--tta must be one of {', '.join(TTAS)}, got {tta!r}")
     ckpt = load(checkpoint, device=str(pick_device(device)))
     meta = ckpt.meta
-    name = meta["dataset"]
-    if data_dir is None:  # where the run found its data
-        data_dir = meta["config"].get("data_dir")
-    elif name.startswith("imagefolder:"):  # --data-dir points an image-folder run at its folder elsewhere
-        name = f"imagefolder:{data_dir}"
-    data = load_dataset(name, data_dir=data_dir)
-    if split == "test":
-        if data.test is None:
-            raise ConvzooError(f"{data.name} has no test split here; evaluate on the validation split: --split val")
-        chosen = data.test
-    else:
-        fraction = meta["config"].get("val_split", 0.0)
-        if not fraction:
-            raise ConvzooError("this run held out no validation split (--val-split); use --split test")
-        chosen = split_train_val(data.train, fraction, meta["config"].get("val_seed", 0))[1]
-    # the run's own data, by content: another data set, or an image folder changed since training (which
-    # carves another validation split, maybe of training images), is refused
-    recorded = meta.get("data")
-    if not isinstance(recorded, dict):
-        warnings.warn(f"{ckpt.path} records no identity of its data (written by an older convzoo); not checking "
-                      f"that this {data.name} is the data it was trained on", stacklevel=2)
-    elif changes := data_changes(recorded, {"splits": {split: split_identity(chosen)}}, names=(split,)):
-        where = f"the data in --data-dir {data_dir}" if data_dir else f"the {data.name} found"
-        same_test = data.test is not None and not data_changes(
-            recorded, {"splits": {"test": split_identity(data.test)}}, names=("test",))
-        if split == "val" and same_test:
-            raise DataError(f"the training images of {where} changed since the run was trained ({changes[0]}), so "
-                            "--split val would carve another validation split, maybe of training images; restore "
-                            "them or evaluate on --split test")
-        raise DataError(f"{where} is not the data the run was trained on ({changes[0]}): a different data set"
-                        + (" or training images changed since" if split == "val" else "")
-                        + "; point --data-dir at the run's own data (a copy anywhere will do)")
-    batches = Batches(chosen, batch_size, device=ckpt.device, preprocess=ckpt.preprocess)
+    batches, name = eval_batches(ckpt.path, meta, split, dataset=dataset, data_dir=data_dir, device=ckpt.device,
+                                 batch_size=batch_size, preprocess=ckpt.preprocess)
     result = evaluate_batches(ckpt.model, ckpt.model, batches, len(ckpt.classes),
                               tta=tta or meta["config"].get("tta", "none"))
-    return EvalReport(ckpt.path, split, ckpt.classes, result)
+    return EvalReport(ckpt.path, name, ckpt.classes, result)

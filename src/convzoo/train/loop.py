@@ -13,6 +13,7 @@ same config on the CPU gives the same weights and metrics bit for bit, resumed o
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -31,7 +32,9 @@ from convzoo.train import optim
 from convzoo.train.averaging import WeightAverage
 from convzoo.train.checkpoint import RunLock
 from convzoo.train.config import TrainConfig
+from convzoo.train.data import StreamedData, load_run_data
 from convzoo.train.distributed import SINGLE, Dist, local_device, setup, teardown
+from convzoo.train.loader import StreamBatches
 from convzoo.train.optim import trained_out
 from convzoo.train.pipeline import Batches, derive_seed
 from convzoo.train.report import EpochTable, Progress
@@ -44,7 +47,6 @@ from convzoo.train.run import (
     build_run,
     epoch_row,
     finish,
-    load_splits,
     run_device,
     saved,
     sidecar,
@@ -90,7 +92,7 @@ class _StepTimer:
         return self.seconds
 
 
-def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches: Batches,
+def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches: Batches | StreamBatches,
                     optimizer: torch.optim.Optimizer, loss_fn: nn.Module, config: TrainConfig, epoch: int, *,
                     start_step: int = 0, sums: EpochSums | None = None, progress: Progress | None = None,
                     should_stop: Callable[[], bool] = lambda: False, dist: Dist = SINGLE,
@@ -212,7 +214,9 @@ def _fit(config: TrainConfig, resume: str | Path | None, progress: bool, out: Te
     run_dir, config, resuming = dist.from_main(lambda: prepare_run_dir(config, resume))
     # all that can refuse the run (device, data, model, batch size) comes before the run directory is made:
     # a refused first try leaves nothing behind that would make the retry need --resume
-    data, val_split = dist.agree(lambda: load_splits(config))
+    data, val_split, data_line = dist.agree(lambda: load_run_data(config))
+    if isinstance(data, StreamedData) and not config.stream:  # recorded, so that a resume streams too (whatever
+        config = dataclasses.replace(config, stream=True)  # the memory of the machine it resumes on)
     # a resumed run's weights come from its checkpoint: its --init-from source is not read again (it may be gone)
     fresh = not (resuming and (run_dir / "checkpoints" / "last").exists())
     run = dist.agree(lambda: build_run(config, data, val_split, device, dist, init=fresh))
@@ -229,7 +233,7 @@ def _fit(config: TrainConfig, resume: str | Path | None, progress: bool, out: Te
 
     dist.from_main(claim)
     state = start_or_resume(config, run_dir, run, saver, resuming, out, dist)
-    announce(config, run_dir, data, val_split, run, out)
+    announce(config, run_dir, data, val_split, run, out, data_line)
     table, steps = EpochTable(out), len(run.train_batches)
     stopped = "early stopping" if stopped_early(config, state) else "completed"
     with signals_caught() as caught:

@@ -9,17 +9,17 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from convzoo.data import Dataset
 from convzoo.errors import ConvzooError
 from convzoo.models import ConvNet, create_model
 from convzoo.train.config import TrainConfig
+from convzoo.train.data import RunData
 from convzoo.train.init import dirac_init_, freeze_bn_scales_, kaiming_identity_init_, kaiming_init_, xavier_init_
 from convzoo.train.pipeline import derive_seed
 
 __all__ = ["auto_channels_last", "build_model", "check_batch_norm"]
 
 
-def build_model(config: TrainConfig, data: Dataset) -> ConvNet:
+def build_model(config: TrainConfig, data: RunData) -> ConvNet:
     """The zoo model for this data set: its classes, its channels (unless the config says otherwise)."""
     kwargs = {"num_classes": data.num_classes, "in_channels": data.channels, **config.model_kwargs}
     torch.manual_seed(derive_seed(config.seed, "init"))
@@ -39,7 +39,7 @@ def build_model(config: TrainConfig, data: Dataset) -> ConvNet:
     return net
 
 
-def check_batch_norm(net: ConvNet, config: TrainConfig, data: Dataset, processes: int = 1) -> None:
+def check_batch_norm(net: ConvNet, config: TrainConfig, data: RunData, processes: int = 1) -> None:
     """Refuse ``--batch-size 1`` for a model with a batch-norm layer that would then normalise one value
     per channel (BN-LeNet's BatchNorm1d after the flatten; a BatchNorm2d on 1 x 1 maps), which torch
     refuses in training mode, at the first step. (A batch of two or more always has enough values, and

@@ -10,7 +10,6 @@ draws exactly what the uninterrupted run drew.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,14 +19,9 @@ from torch import Tensor
 
 from convzoo.data import Split
 from convzoo.errors import ConvzooError
+from convzoo.utils.seeds import derive_seed
 
 __all__ = ["Augment", "Batches", "Preprocess", "alternating_flips", "derive_seed", "generator"]
-
-
-def derive_seed(seed: int, *keys: object) -> int:
-    """A 63-bit seed for one purpose, e.g. ``derive_seed(0, "shuffle", epoch)``."""
-    digest = hashlib.blake2b(repr((seed, *keys)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def generator(seed: int, *keys: object, device: torch.device | str = "cpu") -> torch.Generator:
@@ -218,6 +212,10 @@ class Batches:
             if self.augment is not None:
                 X = self.augment(X, generator(self.seed, "augment", epoch, step), rows, drawn, flips)
             yield step, self.preprocess(X), y
+
+    def first(self, n: int) -> tuple[Tensor, Tensor]:
+        """The first ``n`` images of the split (uint8, on the device) and their labels."""
+        return self.images[:n], self.labels[:n]
 
     def global_size(self, step: int) -> int:
         """Images in global batch ``step`` (all processes together)."""

@@ -18,21 +18,24 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor, nn
 
-from convzoo.data import Dataset, Split, check_disjoint, load_dataset, split_train_val
-from convzoo.data.datasets import stratified_subset
+from convzoo.data import Split
+from convzoo.data.folders import FileSplit
+from convzoo.data.presets import DEFAULT_CROP_PCT, eval_transform, train_transform
 from convzoo.errors import ConvzooError
 from convzoo.models import ConvNet
 from convzoo.train import optim
 from convzoo.train.averaging import WeightAverage
 from convzoo.train.checkpoint import CHECKPOINT_FORMAT
 from convzoo.train.config import TrainConfig
+from convzoo.train.data import RunData, StreamedData, load_splits
 from convzoo.train.distributed import SINGLE, Dist
 from convzoo.train.env import keep_batch_memory, pick_device
 from convzoo.train.evaluation import EvalResult, evaluate_batches
 from convzoo.train.init import whiten_
+from convzoo.train.loader import StreamBatches, default_workers
 from convzoo.train.model import auto_channels_last, build_model, check_batch_norm
 from convzoo.train.optim import make_optimizer
-from convzoo.train.pipeline import Augment, Batches, Preprocess, derive_seed
+from convzoo.train.pipeline import Augment, Batches, Preprocess
 from convzoo.train.plots import plot_confusion, plot_samples
 from convzoo.train.saver import CheckpointSaver, data_identity
 from convzoo.train.state import TrainingState
@@ -108,26 +111,6 @@ def run_device(config: TrainConfig) -> torch.device:
     return device
 
 
-def load_splits(config: TrainConfig) -> tuple[Dataset, Split | None]:
-    """The data set with ``train`` the split the run trains on (the validation split carved out, then
-    ``--train-limit``), and the validation split (None without ``--val-split``). Refuses evaluating on
-    training images, and a run with nothing to evaluate on."""
-    data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download)
-    if data.test is not None:
-        check_disjoint(data.train, data.test)
-    train_split, val_split = data.train, None
-    if config.val_split:
-        train_split, val_split = split_train_val(data.train, config.val_split, config.val_seed)
-    if config.train_limit:
-        train_split = stratified_subset(train_split, config.train_limit, derive_seed(config.seed, "train_limit"))
-    evaluation = [s for s in (val_split, data.test) if s is not None]
-    check_disjoint(train_split, *evaluation)
-    if not evaluation:
-        raise ConvzooError(f"{data.name} has no test split; hold out a validation split with --val-split 0.1")
-    # hold the training images once: the carved splits are copies, so let the full split go
-    return dataclasses.replace(data, train=train_split), val_split
-
-
 @dataclass
 class Run:
     """What training runs on: the model and its (maybe compiled) forward, the batches, optimizer and loss."""
@@ -137,8 +120,8 @@ class Run:
     forward: Callable[[Tensor], Tensor]
     channels_last: bool
     preprocess: Preprocess
-    train_batches: Batches
-    eval_batches: dict[str, Batches]  # "val" and/or "test"
+    train_batches: Batches | StreamBatches
+    eval_batches: dict[str, Batches | StreamBatches]  # "val" and/or "test"
     optimizer: torch.optim.Optimizer
     loss_fn: nn.Module
     train_forward: Callable[[Tensor], Tensor]  # ``forward``, or the DistributedDataParallel model of several processes
@@ -147,7 +130,7 @@ class Run:
     average: WeightAverage | None = None  # --ema: the moving average of the weights
 
 
-def build_run(config: TrainConfig, data: Dataset, val_split: Split | None, device: torch.device,
+def build_run(config: TrainConfig, data: RunData, val_split: Split | FileSplit | None, device: torch.device,
            dist: Dist = SINGLE, init: bool = True) -> Run:
     """Model (seeded init, memory format, ``torch.compile``), preprocessing, batches, optimizer and loss;
     for several processes the model wrapped in ``DistributedDataParallel`` and the batches sharded.
@@ -171,8 +154,8 @@ def build_run(config: TrainConfig, data: Dataset, val_split: Split | None, devic
     size = (config.resize, config.resize) if config.resize else None
     mean, std = (data.mean, data.std) if config.normalize else (None, None)
     preprocess = Preprocess(net.in_channels, size, mean, std, channels_last)
-    if config.whiten:  # (before DistributedDataParallel, which must see the frozen kernels as frozen)
-        whiten_(net, data.train, preprocess, config.seed)
+    if config.whiten and not isinstance(data, StreamedData):  # (before DistributedDataParallel, which must
+        whiten_(net, data.train, preprocess, config.seed)  # see the frozen kernels as frozen)
     train_module: nn.Module = net
     if dist.active:  # the gradients averaged over the processes; batch-norm statistics stay each process's own
         train_module = nn.parallel.DistributedDataParallel(
@@ -185,12 +168,27 @@ def build_run(config: TrainConfig, data: Dataset, val_split: Split | None, devic
         forward = torch.compile(net)  # type: ignore[assignment]
         train_forward = forward if train_module is net else torch.compile(train_module)  # type: ignore[assignment]
     shard = (dist.rank, dist.world)
-    train_batches = Batches(data.train, config.batch_size, device=device, preprocess=preprocess, shuffle=True,
-                            augment=Augment.from_name(config.augment, config.crop_padding, config.crop_mode),
-                            seed=config.seed,
-                            shard=shard)
-    eval_batches = {name: Batches(split, config.eval_batch_size, device=device, preprocess=preprocess, shard=shard)
-                    for name, split in (("val", val_split), ("test", data.test)) if split is not None}
+    train_batches: Batches | StreamBatches
+    eval_batches: dict[str, Batches | StreamBatches]
+    if isinstance(data, StreamedData):  # the streaming path (train/data.py): files decoded by loader workers
+        workers = config.workers if config.workers is not None else default_workers(dist.local_world)
+        train_batches = StreamBatches(data.train, config.batch_size, device=device, preprocess=preprocess,
+                                      transform=train_transform(data.size), channels=data.channels, shuffle=True,
+                                      seed=config.seed, shard=shard, workers=workers)
+        # evaluation in batches of at most --batch-size: the default --eval-batch-size, 1024, is sized for 32-pixel
+        # images, and the activations of 1024 images at 224 pixels take gigabytes
+        eval_size = min(config.eval_batch_size, config.batch_size)
+        eval_batches = {name: StreamBatches(split, eval_size, device=device, preprocess=preprocess,
+                                            transform=eval_transform(data.size), channels=data.channels,
+                                            shard=shard, workers=min(workers, 2))
+                        for name, split in (("val", val_split), ("test", data.test)) if isinstance(split, FileSplit)}
+    else:
+        train_batches = Batches(data.train, config.batch_size, device=device, preprocess=preprocess, shuffle=True,
+                                augment=Augment.from_name(config.augment, config.crop_padding, config.crop_mode),
+                                seed=config.seed, shard=shard)
+        eval_batches = {name: Batches(split, config.eval_batch_size, device=device, preprocess=preprocess,
+                                      shard=shard)
+                        for name, split in (("val", val_split), ("test", data.test)) if isinstance(split, Split)}
     average = None
     if config.ema:
         average = WeightAverage(net, decay=config.ema, every=config.ema_every, lookahead=config.lookahead,
@@ -200,11 +198,13 @@ def build_run(config: TrainConfig, data: Dataset, val_split: Split | None, devic
                 train_forward, dist, average=average)
 
 
-def sidecar(config: TrainConfig, data: Dataset, val_split: Split | None, run: Run,
+def sidecar(config: TrainConfig, data: RunData, val_split: Split | FileSplit | None, run: Run,
              dist: Dist = SINGLE) -> dict[str, Any]:
     """The ``model.json`` fields every checkpoint of the run shares: what rebuilding and using it needs, and
     the identity of the data it was trained on (``data_identity``: what a resume and ``convzoo eval`` check)."""
     net, pre = run.net, run.preprocess
+    streamed = isinstance(data, StreamedData)  # its evaluation: the shorter side resized, the centre cropped
+    crop = {"resize": "crop", "crop_pct": DEFAULT_CROP_PCT} if streamed else {}
     return {
         "format": CHECKPOINT_FORMAT,
         "model": config.model,
@@ -212,7 +212,8 @@ def sidecar(config: TrainConfig, data: Dataset, val_split: Split | None, run: Ru
         "dataset": data.name,
         "classes": list(data.classes),
         "input": {"channels": net.in_channels, "size": list(pre.size or data.image_size),
-                  "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None},
+                  "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None, **crop},
+        "pipeline": "stream" if streamed else "memory",
         "config": dataclasses.asdict(config),
         "data": data_identity(data.name, data.train, val_split, data.test, val_split=config.val_split,
                               val_seed=config.val_seed),
@@ -220,14 +221,17 @@ def sidecar(config: TrainConfig, data: Dataset, val_split: Split | None, run: Ru
     }
 
 
-def announce(config: TrainConfig, run_dir: Path, data: Dataset, val_split: Split | None, run: Run,
-              out: TextIO) -> None:
-    """The run's first line (model, parameters, split sizes, device, directory), and a warning when the
-    training split lacks classes that the evaluation splits have."""
+def announce(config: TrainConfig, run_dir: Path, data: RunData, val_split: Split | FileSplit | None, run: Run,
+              out: TextIO, data_line: str | None = None) -> None:
+    """The run's first line (model, parameters, split sizes, device, directory), then ``data_line`` (an image
+    folder's: which path its images take, and why), and a warning when the training split lacks classes that
+    the evaluation splits have."""
     print(f"training {config.model} ({sum(p.numel() for p in run.net.parameters()):,} parameters) on {data.name} "
           f"[{len(data.train):,} train" + (f", {len(val_split):,} val" if val_split is not None else "")
           + (f", {len(data.test):,} test" if data.test is not None else "") + f"] on {run.device}; run {run_dir}",
           file=out, flush=True)
+    if data_line:
+        print(data_line, file=out, flush=True)
     dist = run.dist
     if dist.active:
         print(f"distributed: {dist.world} processes ({dist.backend}), {dist.local_world} on this machine, "
@@ -289,7 +293,7 @@ def epoch_row(config: TrainConfig, run: Run, state: TrainingState, num_classes: 
     }
 
 
-def finish(config: TrainConfig, run_dir: Path, run: Run, data: Dataset, saver: CheckpointSaver,
+def finish(config: TrainConfig, run_dir: Path, run: Run, data: RunData, saver: CheckpointSaver,
             state: TrainingState, stopped: str, out: TextIO) -> RunResult:
     """Report the selected checkpoint (best by validation, else the last) on the evaluation split, with
     its confusion matrix and sample predictions."""
@@ -315,14 +319,14 @@ def finish(config: TrainConfig, run_dir: Path, run: Run, data: Dataset, saver: C
     return RunResult(run_dir, history, selected_epoch, selected, stopped)
 
 
-def _plot_results(config: TrainConfig, run_dir: Path, run: Run, data: Dataset, result: EvalResult, name: str,
+def _plot_results(config: TrainConfig, run_dir: Path, run: Run, data: RunData, result: EvalResult, name: str,
                   selected_epoch: int) -> None:
     """``confusion.png`` and ``samples.png`` (the first 32 images of split ``name``) of the selected weights."""
     batches, net, forward = run.eval_batches[name], run.net, run.forward
     plot_confusion(result.confusion, data.classes, run_dir / "confusion.png",
                    title=f"{config.model}, epoch {selected_epoch}, {name} accuracy {result.accuracy:.4f}")
-    images, labels = batches.images[:32], batches.labels[:32]
+    images, labels = batches.first(32)
     with torch.no_grad():
         net.eval()
-        predicted = forward(batches.preprocess(images)).argmax(dim=1)
+        predicted = forward(batches.preprocess(images.to(run.device))).argmax(dim=1)
     plot_samples(images.cpu(), labels.cpu(), predicted.cpu(), data.classes, run_dir / "samples.png")

@@ -32,6 +32,7 @@ from typing import Any
 from torch import Tensor
 
 from convzoo.data import Split
+from convzoo.data.folders import FileSplit, file_digest
 from convzoo.errors import ConvzooError
 from convzoo.train.checkpoint import checkpoint_name, point, prune, read_checkpoint, restore, write_checkpoint
 from convzoo.train.plots import plot_curves
@@ -42,11 +43,17 @@ from convzoo.train.tensorboard import TensorBoardLog, require_tensorboard
 __all__ = ["CheckpointSaver", "data_changes", "data_identity", "split_identity"]
 
 
-def split_identity(split: Split) -> dict[str, Any]:
+def split_identity(split: Split | FileSplit) -> dict[str, Any]:
     """``{"images": N, "digest": SHA-256}`` of a split's pixels and labels: its own ``digest`` when the data
-    set computed one (a whole split, cached with it), else hashed now in the same way (a carved subset)."""
+    set computed one (a whole split, cached with it), else hashed now in the same way (a carved subset). A
+    split on disk (the streaming path) is identified by its files' bytes instead (``file_digest``)."""
     digest = split.digest
+    if not digest and isinstance(split, FileSplit):
+        if split.hashes is None:
+            raise ValueError("a FileSplit is identified by its files' hashes: inspect_files it first")
+        digest = file_digest(split.hashes, split.labels)
     if not digest:
+        assert isinstance(split, Split)
         h = hashlib.sha256()
         h.update(split.images.contiguous().numpy().data)  # uint8 N x C x H x W
         h.update(split.labels.contiguous().numpy().data)  # int64 N
@@ -54,7 +61,8 @@ def split_identity(split: Split) -> dict[str, Any]:
     return {"images": len(split), "digest": digest}
 
 
-def data_identity(dataset: str, train: Split, val: Split | None, test: Split | None, *, val_split: float,
+def data_identity(dataset: str, train: Split | FileSplit, val: Split | FileSplit | None, test: Split | FileSplit | None,
+                  *, val_split: float,
                   val_seed: int) -> dict[str, Any]:
     """What a run records of its data: the data set's name, how its validation split was carved
     (``val_split`` of the training images, seed ``val_seed``), and the identity of each split it uses
