@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,10 +45,18 @@ _MODE_WORDS = {
 
 @dataclass(frozen=True)
 class Explanation:
-    """The printed example; ``ok`` is False when ``torch.nn.functional`` disagrees with ``convzoo.scratch``."""
+    """The printed example; ``ok`` is False when ``torch.nn.functional`` disagrees with ``convzoo.scratch``.
+
+    ``numbers`` holds the grids the text prints, as nested lists (the same tensors the text is written from),
+    and the settings, for a reader that draws the example instead of printing it (``convzoo site``): conv,
+    pad and stride give ``input``, ``padded``, ``kernel``, ``output``, ``padding``, ``stride``, ``mode``; pool
+    gives ``input``, ``kernel`` (the side), ``padding``, ``stride`` and per mode ``padded_max`` / ``output_max``
+    (``_avg``); batchnorm gives ``input`` and ``output`` (N x C x H x W).
+    """
 
     text: str
     ok: bool
+    numbers: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _num(v: float) -> str:
@@ -185,7 +194,9 @@ def _explain_conv(topic: str, X: Tensor, K: Tensor, padding: int, stride: int, m
         lines.append(f"check: torch.nn.functional.conv2d gives the same {_size(Y)} output{note}")
     else:
         lines.append(note)
-    return Explanation("\n".join(lines), ok)
+    numbers = {"input": X.tolist(), "padded": Xp.tolist(), "kernel": K.tolist(), "output": Y.tolist(),
+               "padding": padding, "stride": stride, "mode": mode}
+    return Explanation("\n".join(lines), ok, numbers)
 
 
 def _check_conv(X: Tensor, K: Tensor, Xp: Tensor, Y: Tensor, padding: int, stride: int, mode: str,
@@ -215,6 +226,7 @@ def _explain_pool(X: Tensor, k: int, padding: int, stride: int, modes: Sequence[
              "mean (average pooling); the stride defaults to the window size, as in PyTorch",
              "", f"input X, {H}x{W}:", _grid(X), ""]
     out: tuple[int, int] = (0, 0)
+    numbers: dict[str, Any] = {"input": X.tolist(), "kernel": k, "padding": padding, "stride": stride}
     checks: list[tuple[str, Tensor, Tensor, bool]] = []
     blocks: list[str] = []
     for mode in modes:
@@ -234,6 +246,7 @@ def _explain_pool(X: Tensor, k: int, padding: int, stride: int, modes: Sequence[
                      f"{_num(Y[0, 0].item())}")
             name, title = "avg_pool2d", "average pooling"
         out = (Y.shape[0], Y.shape[1])
+        numbers[f"padded_{mode}"], numbers[f"output_{mode}"] = Xp.tolist(), Y.tolist()
         checks.append((name, Y, Y_torch, mode == "max"))
         if padding:
             why = ("-inf, so the padding never wins" if mode == "max"
@@ -259,7 +272,7 @@ def _explain_pool(X: Tensor, k: int, padding: int, stride: int, modes: Sequence[
         plural = "s" if len(checks) > 1 else ""
         lines.append(f"check: torch.nn.functional.{names} give{'s' * (not plural)} the same {out[0]}x{out[1]} "
                      f"output{plural}{max(notes, key=len)}")
-    return Explanation("\n".join(lines), not failures)
+    return Explanation("\n".join(lines), not failures, numbers)
 
 
 def _square(v: float) -> str:
@@ -319,7 +332,7 @@ def _explain_batchnorm(X: Tensor, seed: int) -> Explanation:
     if ok:
         lines.append("check: torch.nn.functional.batch_norm gives the same output and running statistics "
                      "(to float32 rounding)")
-    return Explanation("\n".join(lines), ok)
+    return Explanation("\n".join(lines), ok, {"input": X.tolist(), "output": Y.tolist()})
 
 
 def _not_for(topic: str, **given: object) -> None:
