@@ -160,7 +160,7 @@ const convzooTry = (() => {
       });
       canvas.addEventListener("pointerup", () => { drawing = false; show(canvas, 280, 280, "your drawing"); });
       left.append(canvas, el("div", {}, el("button", {class: "step", text: "clear", onclick: clear})),
-        el("p", {class: "muted", text: "Draw white on black, large and centred, as MNIST's digits are; it is shrunk to 28 x 28."}));
+        el("p", {class: "muted", text: `Draw white on black, large and centred, as MNIST's digits are; it is shrunk to ${spec.input_size[1]} x ${spec.input_size[2]}.`}));
     }
     const picks = el("div", {class: "picks"});
     for (const ex of examples) {
