@@ -49,7 +49,7 @@
     const label = r.depth === 0 ? r.type : `${r.name.split(".").pop()} (${r.type})`;
     return el("tr", {"data-index": i, "data-name": r.name, "data-depth": r.depth, class: children[i].length ? "block" : null},
       el("td", {class: "name", style: `padding-left:${0.4 + 1.3 * r.depth}em`, title: r.name}, toggle, label),
-      el("td", {class: "shape", text: r.shape.length ? shape(r.shape) : ""}),
+      el("td", {class: "shape", text: shape(r.shape)}),
       el("td", {class: "num params", text: r.params_text}),
       el("td", {class: "num macs", text: r.macs_text}));
   });
