@@ -77,6 +77,9 @@ def test_every_page_is_written_with_its_data(site):
     model = page_data(out, "models/simple_cnn.html")
     (gallery,) = model["galleries"]
     assert len(gallery["examples"]) == 3 and (out / "img" / "simple_cnn" / "mnist" / "filters.png").is_file()
+    classes = list(convzoo.list_weights("simple_cnn")[0].classes)
+    assert [pick["label"] for pick in gallery["picks"]] == classes  # the first test image of each class
+    assert [ex["label"] for ex in gallery["examples"]] == [classes[0], classes[3], classes[7]]
     for example in gallery["examples"]:
         assert len(example["top5"]) == 5 and sum(p for _, p in example["top5"]) <= 1 + 1e-6
         assert [b["layer"] for b in example["maps"]] == default_layers(convzoo.create_model("simple_cnn"))

@@ -194,10 +194,13 @@ def test_the_tree_opens_on_a_click_and_its_numbers_are_convzoo_summary_s(browser
     browser.find_element("css selector", "#expand-all").click()
     rows = browser.execute_script(
         "return [...document.querySelectorAll('#tree tbody tr')].filter((r) => !r.classList.contains('hidden'))"
-        ".map((r) => [...r.querySelectorAll('td')].slice(1).map((td) => td.textContent))")
+        ".map((r) => [...r.querySelectorAll('td')].slice(1, 4).map((td) => td.textContent))")
     result = convzoo.summary(net, convzoo.model_info(MODEL).default_input_size)
     assert rows == [[str(list(r.output_shape)), f"{r.num_params:,}" if r.num_params else "--",
                      f"{r.macs:,}" if r.macs else "--"] for r in result.layers]
+    whole = browser.find_element("css selector", "#tree tr[data-name=features] td.inside").text
+    assert whole == f"{sum(r.num_params for r in result.layers if r.name.startswith('features.')):,} / " \
+                    f"{sum(r.macs for r in result.layers if r.name.startswith('features.')):,}"
     assert browser.find_element("css selector", "#total-params").text == f"{result.total_params:,}"
     assert browser.find_element("css selector", "#total-macs").text == f"{result.total_macs / 1e6:,.2f}"
     assert len(browser.find_elements("css selector", "#diagram svg g.block")) == 1 + len(

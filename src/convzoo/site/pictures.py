@@ -3,8 +3,9 @@ and the first convolution's filters, precomputed when the site is built.
 
     gallery = weights_gallery(info, data, out / "img" / "lenet", "img/lenet", count=3)
 
-The maps come from :func:`convzoo.feature_maps` (the blocks of ``forward_features``) on each image as the
-weights' own preprocessing gives it (``Checkpoint.preprocess``: resize, mean and std of the weights' index);
+The test images are the first of each class (CIFAR-10's test split is in class order: its first three are three
+airplanes). The maps come from :func:`convzoo.feature_maps` (the blocks of ``forward_features``) on each image
+as the weights' own preprocessing gives it (``Checkpoint.preprocess``: resize, mean and std of the weights' index);
 the top-5 from the same forward pass. The maps are written as small PNG mosaics with Pillow (each channel
 scaled to its own range, viridis, as ``convzoo features`` draws them), which is a hundred times quicker than a
 matplotlib figure per map; the filters are ``convzoo.features.plot_filters``' own picture.
@@ -73,37 +74,53 @@ def write_mosaic(maps: Tensor, path: Path, max_channels: int = MAP_CHANNELS) -> 
     return {"rows": rows, "columns": columns, "shown": shown, "total": len(channels)}
 
 
+def _first_of_each_class(labels: Tensor, classes: int) -> list[int]:
+    """The index of the first image of each class that has one, in class order."""
+    found = {}
+    for index, label in enumerate(labels.tolist()):
+        found.setdefault(int(label), index)
+        if len(found) == classes:
+            break
+    return [found[c] for c in sorted(found)]
+
+
 def weights_gallery(info: WeightsInfo, data: Dataset | None, folder: Path, url: str,
                     count: int = 3) -> dict[str, Any]:
     """Pictures of ``info``'s weights under ``folder`` (linked as ``url/...``): the first convolution's
-    filters and, when ``data`` (the weights' data set) is given, its first ``count`` test images (the
-    validation split's data set has its test split too) with their top-5 and each block's maps."""
+    filters and, when ``data`` (the weights' data set) is given, the first test image of each class
+    (``picks``, for the Try it panel), of which ``count``, classes spread over the list (0, 3 and 7 of ten), get
+    their top-5 and each block's maps (``examples``)."""
     checkpoint = load_pretrained(info.model, info.dataset)
     net = checkpoint.model
     folder.mkdir(parents=True, exist_ok=True)
     conv = first_conv(net)
     plot_filters(conv, folder / "filters.png", MAX_TILES)
     gallery: dict[str, Any] = {"dataset": info.dataset, "filters": f"{url}/filters.png",
-                               "filters_shape": list(conv.weight.shape), "examples": []}
+                               "filters_shape": list(conv.weight.shape), "examples": [], "picks": []}
     if data is None or data.test is None:
         return gallery
-    images, labels = data.test.images[:count], data.test.labels[:count]  # count x C x H x W uint8
+    firsts = _first_of_each_class(data.test.labels, len(info.classes))
+    for index in firsts:
+        write_image(data.test.images[index], folder / f"test{index}.png")
+        gallery["picks"].append({"png": f"{url}/test{index}.png", "index": index,
+                                 "label": info.classes[int(data.test.labels[index])]})
+    chosen = [firsts[round(i * len(firsts) / count)] for i in range(min(count, len(firsts)))]
+    images, labels = data.test.images[chosen], data.test.labels[chosen]  # count x C x H x W uint8
     X = checkpoint.preprocess(images)  # count x C' x H' x W', as predict gives them to the model
     with torch.no_grad():
         probabilities = net(X).softmax(dim=1)  # count x K
-        for i in range(len(images)):
+        for i, index in enumerate(chosen):
             maps = feature_maps(net, X[i : i + 1])
-            write_image(images[i], folder / f"test{i}.png")
             top = probabilities[i].topk(min(5, probabilities.shape[1]))
             blocks = []
             for name, tensor in maps.items():
                 if tensor.dim() != 4:
                     continue
-                grid = write_mosaic(tensor, folder / f"test{i}-{name}.png")
-                blocks.append({"layer": name, "shape": list(tensor.shape), "png": f"{url}/test{i}-{name}.png",
+                grid = write_mosaic(tensor, folder / f"test{index}-{name}.png")
+                blocks.append({"layer": name, "shape": list(tensor.shape), "png": f"{url}/test{index}-{name}.png",
                                **grid})
             gallery["examples"].append({
-                "png": f"{url}/test{i}.png", "label": info.classes[int(labels[i])], "index": i,
+                "png": f"{url}/test{index}.png", "label": info.classes[int(labels[i])], "index": index,
                 "top5": [[info.classes[int(k)], float(p)] for p, k in zip(top.values, top.indices, strict=True)],
                 "maps": blocks,
             })

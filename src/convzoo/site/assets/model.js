@@ -26,7 +26,7 @@
       const gallery = m.galleries.find((g) => g.dataset === spec.dataset);
       const box = el("div", {class: "tryit", id: `tryit-${spec.dataset}`});
       main.append(box);
-      convzooTry.panel(box, spec, gallery ? gallery.examples : []);
+      convzooTry.panel(box, spec, gallery ? gallery.picks : []);
     }
   }
 
@@ -44,6 +44,12 @@
   const children = rows.map(() => []);
   rows.forEach((r, i) => { if (r.parent !== null) children[r.parent].push(i); });
   const open = rows.map((r) => r.depth < 1);  // the model and its features/head open at first
+  // what a block holds with everything inside it (summary's rows count each parameter once, on its own layer)
+  const inside = rows.map((r) => ({params: r.params, macs: r.macs}));
+  for (let i = rows.length - 1; i >= 0; i--) {
+    const p = rows[i].parent;
+    if (p !== null) { inside[p].params += inside[i].params; inside[p].macs += inside[i].macs; }
+  }
   const trs = rows.map((r, i) => {
     const toggle = children[i].length ? el("span", {class: "toggle", text: "▸", onclick: () => { open[i] = !open[i]; refresh(); }}) : el("span", {class: "toggle"});
     const label = r.depth === 0 ? r.type : `${r.name.split(".").pop()} (${r.type})`;
@@ -51,10 +57,11 @@
       el("td", {class: "name", style: `padding-left:${0.4 + 1.3 * r.depth}em`, title: r.name}, toggle, label),
       el("td", {class: "shape", text: shape(r.shape)}),
       el("td", {class: "num params", text: r.params_text}),
-      el("td", {class: "num macs", text: r.macs_text}));
+      el("td", {class: "num macs", text: r.macs_text}),
+      el("td", {class: "num muted inside", text: children[i].length ? `${grouped(inside[i].params)} / ${grouped(inside[i].macs)}` : ""}));
   });
   const table = el("table", {class: "tree", id: "tree"},
-    el("thead", {}, el("tr", {}, el("th", {text: "Layer (type)"}), el("th", {text: "Output shape"}), el("th", {class: "num", text: "Param #"}), el("th", {class: "num", text: "Mult-adds"}))),
+    el("thead", {}, el("tr", {}, el("th", {text: "Layer (type)"}), el("th", {text: "Output shape"}), el("th", {class: "num", text: "Param #"}), el("th", {class: "num", text: "Mult-adds"}), el("th", {class: "num", text: "a block in all: params / mult-adds"}))),
     el("tbody", {}, trs));
   main.append(table);
   function visible(i) { let p = rows[i].parent; while (p !== null) { if (!open[p]) return false; p = rows[p].parent; } return true; }
@@ -76,7 +83,7 @@
       el("img", {src: g.filters, alt: "the first convolution's filters", style: "max-width:100%"}));
     if (!g.examples.length) continue;
     main.append(el("h3", {text: "Test images, their top-5 and every block's feature maps"}),
-      el("p", {class: "muted", text: "The first test images of the data set, preprocessed as the weights were trained (resize, mean and std of the weights' index); the maps are each block's output for that image, the first channels, each scaled to its own range (dark low, yellow high)."}));
+      el("p", {class: "muted", text: "Test images of the data set (the first of some classes), preprocessed as the weights were trained (resize, mean and std of the weights' index); the maps are each block's output for that image, the first channels, each scaled to its own range (dark low, yellow high)."}));
     const gallery = el("div", {class: "gallery"});
     for (const ex of g.examples) {
       gallery.append(el("div", {class: "example", "data-example": ex.index},

@@ -179,7 +179,7 @@ const convzooTry = (() => {
       img.onload = () => show(img, img.naturalWidth, img.naturalHeight, chosen.name);
       img.src = URL.createObjectURL(chosen);
     });
-    left.append(el("p", {text: "Test images of the data set:"}), picks, el("p", {}, "Or your own image: ", file));
+    left.append(el("p", {text: "The first test image of each class:"}), picks, el("p", {}, "Or your own image: ", file));
   }
   return {panel, classify, preprocess, axisWeights};
 })();
