@@ -142,7 +142,7 @@ def test_the_site_and_the_package_stay_small(site):
 
 def test_the_convolution_examples_are_explain_s_numbers():
     examples = {ex["id"]: ex for ex in worked_examples()}
-    assert list(examples) == ["conv", "pad", "stride", "multi-channel", "1x1", "pool-max", "pool-avg"]
+    assert list(examples) == ["conv", "pad", "stride", "channels", "1x1", "pool-max", "pool-avg"]
     for topic in ("conv", "pad", "stride"):
         result = explain(topic)
         ex = examples[topic]
@@ -153,10 +153,16 @@ def test_the_convolution_examples_are_explain_s_numbers():
     for mode in ("max", "avg"):
         result = explain("pool", mode=mode)
         assert examples[f"pool-{mode}"]["output"][0] == printed_grid(result.text, "output, ")
-    assert examples["multi-channel"]["output"] == [[[56, 72], [104, 120]]]  # d2l 6.4.1's result
-    one = examples["1x1"]
+    channels = explain("channels")
+    assert examples["channels"]["text"] == channels.text
+    assert examples["channels"]["output"] == [[[56, 72], [104, 120]]]  # d2l 6.4.1's result
+    assert examples["channels"]["output"][0] == printed_grid(channels.text, "output Y")
+    assert examples["channels"]["padded"] == [printed_grid(channels.text, f"input X, channel {c}") for c in (0, 1)]
+    one, printed = examples["1x1"], explain("1x1").text
+    assert one["output"] == [printed_grid(printed, f"output Y, channel {o}") for o in range(3)]
     X, K = torch.tensor(one["input"]), torch.tensor(one["kernel"])
     assert one["output"] == torch.einsum("chw,oc->ohw", X, K[:, :, 0, 0]).tolist()
+    assert K[:, :, 0, 0].tolist() == printed_grid(printed, "weights")
 
 
 def test_page_data_cannot_end_its_script_element(tmp_path):

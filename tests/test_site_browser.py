@@ -290,5 +290,24 @@ def test_the_convolution_page_steps_through_explain_s_numbers(browser, server):
         result = explain("pool", mode=mode)
         line = browser.find_element("css selector", f"#pool-{mode} .products").text
         assert line in result.text
-    line = browser.find_element("css selector", "#multi-channel .products").text
-    assert line.endswith("sum over the channels: 19 + 37 = 56")
+    channels = explain("channels").text
+    line = browser.find_element("css selector", "#channels .products").text
+    assert line.endswith("sum over the channels: 19 + 37 = 56") and _lines_in(line, channels)
+    one = explain("1x1")
+    outputs = one.numbers["output"]  # O x H x W
+    pixels = len(outputs[0]) * len(outputs[0][0])
+    for step in range(len(outputs) * pixels):  # every pixel of every output channel
+        line = browser.find_element("css selector", "[id='1x1'] .products").text.strip()
+        o, rest = divmod(step, pixels)
+        assert line.rsplit("= ", 1)[1] == f"{outputs[o][rest // len(outputs[0][0])][rest % len(outputs[0][0])]:g}"
+        if rest == 0:  # explain prints the first pixel of each output channel: the same line
+            assert _lines_in(line, one.text), line
+        if step + 1 < len(outputs) * pixels:
+            browser.find_element("css selector", "[id='1x1'] button.next").click()
+
+
+def _lines_in(block: str, text: str) -> bool:
+    """Whether ``block``'s lines appear in ``text`` one after another (each compared without its indent)."""
+    want = [line.strip() for line in block.splitlines()]
+    have = [line.strip() for line in text.splitlines()]
+    return any(have[i: i + len(want)] == want for i in range(len(have) - len(want) + 1))

@@ -2,11 +2,9 @@
 
     examples = worked_examples()   # [{"id": "conv", "title": ..., "input": C x H x W, "kernel": O x C x k x k, ...}]
 
-conv, pad, stride and pool are ``explain``'s own examples (the notes' 5x5 input and 3x3 kernel 1..9), their
-grids taken from ``Explanation.numbers`` and their printed text kept beside them, so the page shows what
-``convzoo explain TOPIC`` prints. ``explain`` has no topic for several channels or the 1x1 convolution: those
-two are d2l's example (6.4, two input channels of 3x3 and a 2x2x2 kernel) and a 1x1 convolution of the same
-input, computed by ``convzoo.scratch.conv2d`` and checked against ``torch.nn.functional.conv2d`` here.
+Every example is ``explain``'s own, its grids taken from ``Explanation.numbers`` and its printed text kept
+beside them, so the page shows what ``convzoo explain TOPIC`` prints: conv, pad, stride, channels (d2l 6.4's
+two input channels), 1x1, and pool with max and with average.
 """
 
 from __future__ import annotations
@@ -14,16 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
-from convzoo.scratch import conv2d, explain
+from convzoo.scratch import explain
 
 __all__ = ["worked_examples"]
-
-# d2l 6.4.1: two input channels, one 2x2 kernel per channel; the output is [[56, 72], [104, 120]]
-MULTI_INPUT = (((0, 1, 2), (3, 4, 5), (6, 7, 8)), ((1, 2, 3), (4, 5, 6), (7, 8, 9)))
-MULTI_KERNEL = ((((0, 1), (2, 3)), ((1, 2), (3, 4))),)
-ONE_BY_ONE_KERNEL = ((((1,),), ((2,),)), (((-1,),), ((1,),)), (((0,),), ((3,),)))  # 3 outputs x 2 inputs x 1 x 1
 
 
 def _finite(grid: Any) -> Any:
@@ -40,8 +31,16 @@ def _from_explain(topic: str, title: str, why: str) -> dict[str, Any]:
         raise AssertionError(f"explain {topic}'s check against torch failed:\n{result.text}")
     n = result.numbers
     return {"id": topic, "title": title, "why": why, "kind": "conv", "command": f"convzoo explain {topic}",
-            "text": result.text, "input": [n["input"]], "padded": [n["padded"]], "kernel": [[n["kernel"]]],
-            "output": [n["output"]], "padding": n["padding"], "stride": n["stride"], "mode": n["mode"]}
+            "text": result.text, "padding": n["padding"], "stride": n["stride"], "mode": n["mode"],
+            **_channels_first(topic, n)}
+
+
+def _channels_first(topic: str, n: Any) -> dict[str, Any]:
+    """input and padded as ``C x H x W``, kernel as ``O x C x k x k``, output as ``O x Ho x Wo``: the one-channel
+    topics' grids wrapped, those of channels and 1x1 as they are."""
+    if topic in ("channels", "1x1"):
+        return {"input": n["input"], "padded": n["padded"], "kernel": n["kernel"], "output": n["output"]}
+    return {"input": [n["input"]], "padded": [n["padded"]], "kernel": [[n["kernel"]]], "output": [n["output"]]}
 
 
 def _pool(mode: str) -> dict[str, Any]:
@@ -59,36 +58,21 @@ def _pool(mode: str) -> dict[str, Any]:
             "stride": n["stride"]}
 
 
-def _scratch(example_id: str, title: str, why: str, X: torch.Tensor, K: torch.Tensor) -> dict[str, Any]:
-    import torch.nn.functional as F
-
-    Y = conv2d(X, K)  # O x Ho x Wo
-    expected = F.conv2d(X[None], K)[0]
-    if not torch.equal(Y, expected):
-        raise AssertionError(f"convzoo.scratch.conv2d and torch.nn.functional.conv2d differ on the {title} example")
-    return {"id": example_id, "title": title, "why": why, "kind": "conv",
-            "command": "convzoo.scratch.conv2d(X, K), checked against torch.nn.functional.conv2d", "text": "",
-            "input": X.tolist(), "padded": X.tolist(), "kernel": K.tolist(), "output": Y.tolist(), "padding": 0,
-            "stride": 1, "mode": "zeros"}
-
-
 def worked_examples() -> list[dict[str, Any]]:
     """The page's examples in order: convolution, padding, stride, several channels, 1x1, max and average
     pooling; each with its input (``C x H x W``), the input as the windows see it (``padded``), the kernel
     (``O x C x k x k``; pooling: ``kernel_size``), the output (``O x Ho x Wo``), padding and stride."""
-    X = torch.tensor(MULTI_INPUT, dtype=torch.float32)  # 2 x 3 x 3
     return [
         _from_explain("conv", "Convolution (cross-correlation)",
                       "slide the kernel over the input; at each position multiply element by element and add up"),
         _from_explain("pad", "Padding", "a border of zeros lets the kernel sit on the edge pixels too; padding 1 "
                                         "with a 3x3 kernel keeps the 5x5 size"),
         _from_explain("stride", "Stride", "the window jumps 2 pixels at a time: fewer windows, a smaller output"),
-        _scratch("multi-channel", "Several input channels",
-                 "one kernel per input channel; the channels' sums are added into one output channel (d2l 6.4)",
-                 X, torch.tensor(MULTI_KERNEL, dtype=torch.float32)),
-        _scratch("1x1", "The 1x1 convolution",
-                 "a 1x1 kernel looks at one pixel: each output channel is a weighted sum of the input channels at "
-                 "that pixel (NiN, GoogLeNet)", X, torch.tensor(ONE_BY_ONE_KERNEL, dtype=torch.float32)),
+        _from_explain("channels", "Several input channels",
+                      "one kernel per input channel; the channels' sums are added into one output channel (d2l 6.4)"),
+        _from_explain("1x1", "The 1x1 convolution",
+                      "a 1x1 kernel looks at one pixel: each output channel is a weighted sum of the input channels "
+                      "at that pixel (NiN, GoogLeNet)"),
         _pool("max"),
         _pool("avg"),
     ]

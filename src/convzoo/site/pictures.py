@@ -76,7 +76,7 @@ def write_mosaic(maps: Tensor, path: Path, max_channels: int = MAP_CHANNELS) -> 
 
 def _first_of_each_class(labels: Tensor, classes: int) -> list[int]:
     """The index of the first image of each class that has one, in class order."""
-    found = {}
+    found: dict[int, int] = {}
     for index, label in enumerate(labels.tolist()):
         found.setdefault(int(label), index)
         if len(found) == classes:

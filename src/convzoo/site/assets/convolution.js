@@ -13,6 +13,7 @@
     const text = v.toFixed(4).replace(/0+$/, "").replace(/\.$/, "");
     return text === "-0" ? "0" : text;
   }
+  const signed = (v) => (v < 0 ? `(${num(v)})` : num(v));
   const decimals = (v) => { const t = num(v); return t.includes(".") ? t.length - t.indexOf(".") - 1 : 0; };
   // explain's _grid: one number of decimals for the whole grid
   function gridCells(rows) {
@@ -87,7 +88,10 @@
         td.style.visibility = index <= step ? "visible" : "hidden";
       }));
       let text;
-      if (ex.kind === "conv") {
+      if (ex.kind === "conv" && k === 1) {  // explain 1x1's line: a weighted sum of the pixel's channels
+        const terms = ex.padded.map((plane, ch) => `${num(plane[r0][c0])}*${signed(ex.kernel[o][ch][0][0])}`);
+        text = `  output ${o}: ${terms.join(" + ")} = ${num(ex.output[o][r][c])}`;
+      } else if (ex.kind === "conv") {
         const parts = ex.padded.map((plane, ch) => products(windowOf(plane, r0, c0, k), ex.kernel[o][ch]));
         if (parts.length === 1) text = parts[0].text;
         else {
