@@ -27,6 +27,7 @@ import torch
 
 import convzoo
 from convzoo.scratch import explain
+from convzoo.site import build_site
 from convzoo.site.tryit import ORT_VERSION
 from site_fixtures import build, toy_run
 
@@ -69,14 +70,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "out"
 
 
-@pytest.fixture(scope="module")
-def server(site: Path) -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
+def _serve(folder: Path) -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(site: Path) -> Iterator[str]:
+    yield from _serve(site)
 
 
 @pytest.fixture(scope="module")
@@ -171,14 +176,45 @@ def test_the_pages_open_from_disk_too(browser, site):
     assert "needs the site served over HTTP" in browser.find_element("css selector", ".tryit").text
 
 
-def test_the_index_sorts_and_filters(browser, server):
-    _open(browser, server + "index.html")
-    names = lambda: browser.execute_script(  # noqa: E731
-        "return [...document.querySelectorAll('#zoo tbody tr')].map((r) => r.dataset.model)")
-    assert names() == [MODEL]
-    assert browser.execute_script("return document.querySelectorAll('#families button').length") == 2  # all, lenet
-    cell = browser.find_element("css selector", "#zoo tbody td[data-key=params]").text
-    assert cell == f"{convzoo.model_info(MODEL).num_params:,}"
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory, site: Path) -> Iterator[str]:
+    """The whole zoo's site without the in-browser panels (and the weights' pictures only where the data is
+    found), served like the other."""
+    root = tmp_path_factory.mktemp("zoo")
+    build_site(root / "out", data_dir=root, cache_dir=root / "cache", npm=None, try_it=False)
+    yield from _serve(root / "out")
+
+
+def test_every_model_page_of_the_zoo_loads_with_no_console_error(browser, zoo):
+    for name in convzoo.list_models():
+        _Quiet.served.clear()
+        _open(browser, f"{zoo}models/{name}.html")
+        _wait(browser, "return document.querySelectorAll('#tree tbody tr').length > 0")
+        assert [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")] == [], name
+        assert all(u.startswith(zoo) or u.startswith("data:") for u in _requests(browser)), name
+        assert [p for p, code in _Quiet.served if code not in (200, 304)] == [], name
+
+
+def test_the_index_sorts_and_filters(browser, zoo):
+    _open(browser, zoo + "index.html")
+
+    def shown() -> list[str]:
+        return browser.execute_script("return [...document.querySelectorAll('#zoo tbody tr')].map((r) => "
+                                      "r.dataset.model)")
+
+    names = convzoo.list_models()
+    assert shown() == names  # sorted by name at first
+    params = {name: convzoo.model_info(name).num_params for name in names}
+    browser.find_element("css selector", "#zoo th[data-key=params]").click()
+    assert [params[n] for n in shown()] == sorted(params.values())
+    browser.find_element("css selector", "#zoo th[data-key=params]").click()
+    assert [params[n] for n in shown()] == sorted(params.values(), reverse=True)
+    browser.find_element("css selector", "#families button[data-family=vgg]").click()
+    assert sorted(shown()) == convzoo.list_models("vgg*")
+    browser.find_element("css selector", "#families button[data-family='']").click()
+    assert len(shown()) == len(names)
+    cell = browser.find_element("css selector", f"#zoo tr[data-model={MODEL}] td[data-key=params]").text
+    assert cell == f"{params[MODEL]:,}"
 
 
 def test_the_tree_opens_on_a_click_and_its_numbers_are_convzoo_summary_s(browser, server):
