@@ -183,3 +183,22 @@ def test_the_command_refuses_bad_input_with_exit_2(tmp_path, capsys):
     assert main(["site", str(tmp_path / "c"), "--models", "lenet", "--runs", str(tmp_path), "--no-try-it"]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_a_run_whose_data_moved_reads_it_from_the_site_s_data_dir(tmp_path):
+    from convzoo.site.runs import run_entry
+
+    data, run_dir = toy_run(tmp_path)
+    moved = data.rename(tmp_path / "moved")
+    lost = run_entry(run_dir, tmp_path / "img1", "img1")
+    assert lost["confusion"] is None and "needs the run's checkpoint and its mnist data" in lost["confusion_missing"]
+    assert f"{data / 'mnist'}: no such folder" in lost["confusion_missing"]
+    found = run_entry(run_dir, tmp_path / "img2", "img2", data_dir=moved)
+    report = convzoo.train.evaluate(run_dir, "test", data_dir=str(moved / "mnist"), device="cpu", tta="none")
+    assert found["confusion"]["matrix"] == report.result.confusion.tolist()
+    other = tmp_path / "other"  # another data set under the same name: refused by evaluate, said on the page
+    from train_fixtures import make_toy_mnist
+
+    make_toy_mnist(other / "mnist", n_train=50, n_test=20)
+    wrong = run_entry(run_dir, tmp_path / "img3", "img3", data_dir=other)
+    assert wrong["confusion"] is None and "not the data the run was trained on" in wrong["confusion_missing"]

@@ -190,7 +190,7 @@ def build_site(out: str | os.PathLike[str], models: str = "*", runs: Sequence[st
                {"examples": worked_examples()}, scripts=["convolution.js"], runs=nav)
     report.pages.append("convolution.html")
     for run, name in zip(run_dirs, run_names, strict=True):
-        entry = run_entry(run, target / "img" / "runs" / name, f"../img/runs/{name}")
+        entry = run_entry(run, target / "img" / "runs" / name, f"../img/runs/{name}", data_root)
         write_page(target, f"runs/{name}.html", f"run {name}", "run", _clean(entry), scripts=["run.js"],
                    vendor=["chart.js/chart.umd.min.js"], runs=nav)
         report.pages.append(f"runs/{name}.html")

@@ -5,7 +5,8 @@
 From the files the run wrote: ``metrics.jsonl`` (one row per epoch: losses, accuracies, learning rate),
 ``config.toml`` (the run's ``TrainConfig``, shown as written) and ``run.json`` (seed, start, environment).
 The confusion matrix is ``convzoo.evaluate``'s on the run's evaluation split (the test split, else the
-validation split it held out, as the run's last lines chose), without test-time augmentation; the
+validation split it held out, as the run's last lines chose), without test-time augmentation, on the data
+the run recorded (its folder, or the site's ``--data-dir`` when the run's folder is gone or was not given); the
 misclassified images of each cell (the first few) are found by one more pass of the selected checkpoint over
 that split, whose confusion must equal ``evaluate``'s. When the run's data is not found, the page has the
 curves, config and environment and says why the confusion matrix is left out.
@@ -53,14 +54,28 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _confusion(run_dir: Path, folder: Path, url: str) -> dict[str, Any]:
+def _data_dir(recorded: str | None, dataset: str, data_dir: Path | None) -> str | None:
+    """Where the run's data is: the folder it recorded if it is still there, else ``data_dir/DATASET`` (or
+    ``data_dir`` itself) when that holds it, else the recorded one (``load_dataset`` then looks in the usual
+    places or says where it looked)."""
+    if recorded is not None and Path(recorded).is_dir():
+        return recorded
+    if data_dir is not None and not dataset.startswith("imagefolder:"):
+        for candidate in (data_dir / dataset, data_dir):
+            if candidate.is_dir():
+                return os.fspath(candidate)
+    return recorded
+
+
+def _confusion(run_dir: Path, folder: Path, url: str, data_dir: Path | None) -> dict[str, Any]:
     """The confusion matrix of the run's selected checkpoint and each cell's first misclassified images."""
     checkpoint = load(run_dir)
     meta = checkpoint.meta
     config = meta["config"]
-    data = load_dataset(meta["dataset"], data_dir=config.get("data_dir"))
+    where = _data_dir(config.get("data_dir"), meta["dataset"], data_dir)
+    data = load_dataset(meta["dataset"], data_dir=where)
     split = "test" if data.test is not None else "val"
-    report = evaluate(run_dir, split, device="cpu", tta="none")
+    report = evaluate(run_dir, split, data_dir=where, device="cpu", tta="none")
     chosen = data.test if data.test is not None else split_train_val(data.train, config["val_split"],
                                                                      config.get("val_seed", 0))[1]
     batches = Batches(chosen, 512, device=checkpoint.device, preprocess=checkpoint.preprocess)
@@ -88,8 +103,9 @@ def _confusion(run_dir: Path, folder: Path, url: str) -> dict[str, Any]:
             if checkpoint.path.is_relative_to(run_dir.resolve()) else os.fspath(checkpoint.path)}
 
 
-def run_entry(run_dir: Path, folder: Path, url: str) -> dict[str, Any]:
-    """Everything a run page shows about ``run_dir``; its pictures written under ``folder`` (``url``)."""
+def run_entry(run_dir: Path, folder: Path, url: str, data_dir: Path | None = None) -> dict[str, Any]:
+    """Everything a run page shows about ``run_dir``; its pictures written under ``folder`` (``url``). The run's
+    data is read from where the run found it, else from ``data_dir`` (the site's ``--data-dir``)."""
     if not run_dir.is_dir():
         raise RunError(f"--runs {run_dir}: no such folder; give a run directory `convzoo train --out` wrote")
     metrics = read_metrics(run_dir)
@@ -103,8 +119,9 @@ def run_entry(run_dir: Path, folder: Path, url: str) -> dict[str, Any]:
                              "environment": run_json.get("environment", {}),
                              "run": {k: v for k, v in run_json.items() if k != "environment"}}
     try:
-        entry["confusion"] = _confusion(run_dir.resolve(), folder, url)
+        entry["confusion"] = _confusion(run_dir.resolve(), folder, url, data_dir)
     except ConvzooError as err:  # the run's data or checkpoint is not here: the rest of the page still stands
         entry["confusion"] = None
-        entry["confusion_missing"] = str(err)
+        entry["confusion_missing"] = (f"the confusion matrix needs the run's checkpoint and its {entry['dataset']} "
+                                      f"data ({err}); give convzoo site --data-dir a folder holding it")
     return entry
