@@ -53,7 +53,10 @@
       el("h3", {text: ex.padded.length > 1 ? `input channel ${ch}${ex.padding ? " (padded)" : ""}` : `input${ex.padding ? `, padded by ${ex.padding}` : ""}`}),
       gridTable(plane, `input ch${ch}`, ex.padding)));
     grids.append(...inputTables);
-    if (ex.kind === "conv") {
+    if (ex.kind === "conv" && k === 1) {  // 1x1: the kernels are one weight matrix, outputs x inputs
+      grids.append(el("div", {}, el("h3", {text: `weights, ${ex.kernel.length} outputs x ${ex.kernel[0].length} inputs`}),
+        gridTable(ex.kernel.map((perOut) => perOut.map((plane) => plane[0][0])), "kernel weights", 0)));
+    } else if (ex.kind === "conv") {
       ex.kernel.forEach((perOut, o) => perOut.forEach((plane, ch) => grids.append(el("div", {},
         el("h3", {text: ex.kernel.length > 1 || perOut.length > 1 ? `kernel, output ${o}, input ${ch}` : "kernel"}),
         gridTable(plane, `kernel o${o} ch${ch}`, 0)))));

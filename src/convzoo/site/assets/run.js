@@ -50,7 +50,7 @@
       const images = cm.misclassified[`${i}-${j}`];
       if (!images) continue;
       main.append(el("div", {class: "cell-images", id: `cell-${i}-${j}`},
-        el("p", {}, el("strong", {text: `${cm.classes[i]} taken for ${cm.classes[j]}`}), ` (${cm.matrix[i][j]} images; the first ${images.length}):`),
+        el("p", {}, el("strong", {text: `${cm.classes[i]} taken for ${cm.classes[j]}`}), cm.matrix[i][j] === 1 ? " (1 image):" : images.length === cm.matrix[i][j] ? ` (${cm.matrix[i][j]} images):` : ` (${cm.matrix[i][j]} images; the first ${images.length}):`),
         images.map((im) => el("img", {src: im.png, alt: `${cm.split} image ${im.index}`, title: `${cm.split} image ${im.index}`}))));
     }
   }
