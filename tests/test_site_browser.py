@@ -347,3 +347,26 @@ def _lines_in(block: str, text: str) -> bool:
     want = [line.strip() for line in block.splitlines()]
     have = [line.strip() for line in text.splitlines()]
     return any(have[i: i + len(want)] == want for i in range(len(have) - len(want) + 1))
+
+
+@pytest.mark.parametrize(("source", "target", "mean", "std"), [
+    ((3, 37, 23), (1, 32, 32), (0.1307,), (0.3081,)),  # RGB to gray; height shrunk (antialiased), width enlarged
+    ((1, 20, 20), (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)),  # gray repeated; enlarged
+    ((3, 64, 50), (3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)),  # both sides shrunk
+    ((1, 28, 28), (1, 28, 28), None, None),  # as it is, scaled to [0, 1]
+])
+def test_the_panel_preprocesses_as_convzoo_does(browser, server, source, target, mean, std):
+    """The page's preprocessing (channels, bilinear resize antialiased when shrinking, mean and std) is
+    Preprocess's, the object predict uses, to float32 rounding."""
+    from convzoo.train.pipeline import Preprocess
+
+    _open(browser, server + PAGES["model"])
+    X = torch.randint(0, 256, source, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    spec = {"input_size": list(target), "mean": None if mean is None else list(mean),
+            "std": None if std is None else list(std)}
+    got = browser.execute_script("return Array.from(convzooTry.preprocess(Uint8Array.from(arguments[0]), "
+                                 "arguments[1], arguments[2], arguments[3], arguments[4]))",
+                                 X.flatten().tolist(), *source, spec)
+    expected = Preprocess(target[0], target[1:], mean, std)(X[None])[0]  # C x H x W
+    difference = (torch.tensor(got, dtype=torch.float64).view(target) - expected.double()).abs().max()
+    assert difference < 1e-4, f"largest difference {difference:.3g}"

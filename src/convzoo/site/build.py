@@ -168,8 +168,14 @@ def build_site(out: str | os.PathLike[str], models: str = "*", runs: Sequence[st
                 entry["left_out"].append(f"the in-browser Try it panel: {runtime_reason}")
                 continue
             onnx_file = f"onnx/{name}-{weights.dataset}.onnx"
+            try:
+                exported = onnx_model(weights, cache)
+            except ConvzooError as err:  # the exporter cannot take the model, or its check failed: said, not fatal
+                entry["left_out"].append(f"the in-browser Try it panel: the ONNX export failed ({err})")
+                report.left_out.append(f"{name}: the Try it panel ({err})")
+                continue
             (target / "onnx").mkdir(exist_ok=True)
-            shutil.copyfile(onnx_model(weights, cache), target / onnx_file)
+            shutil.copyfile(exported, target / onnx_file)
             entry["tryit"].append({"dataset": weights.dataset, "onnx": f"../{onnx_file}",
                                    "classes": list(weights.classes), "input_size": list(weights.input_size),
                                    "mean": None if weights.mean is None else list(weights.mean),
