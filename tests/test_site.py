@@ -202,3 +202,53 @@ def test_a_run_whose_data_moved_reads_it_from_the_site_s_data_dir(tmp_path):
     make_toy_mnist(other / "mnist", n_train=50, n_test=20)
     wrong = run_entry(run_dir, tmp_path / "img3", "img3", data_dir=other)
     assert wrong["confusion"] is None and "not the data the run was trained on" in wrong["confusion_missing"]
+
+
+@pytest.fixture
+def fake_runtime(tmp_path):
+    """A cache holding stand-ins for onnxruntime-web's files (the browser tests run the real one)."""
+    from convzoo.site.tryit import ORT_FILES, ORT_VERSION
+
+    package = tmp_path / "cache" / "npm" / f"onnxruntime-web-{ORT_VERSION}" / "node_modules" / "onnxruntime-web"
+    for name in ORT_FILES:
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(f"stand-in for {name}")
+    return tmp_path / "cache"
+
+
+def test_the_try_it_panel_gets_the_runtime_and_the_weights_onnx(tmp_path, fake_runtime, monkeypatch):
+    import convzoo.site.build as build_module
+
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"onnx stand-in")
+    monkeypatch.setattr(build_module, "onnx_model", lambda info, cache: onnx)
+    report = build_module.build_site(tmp_path / "out", models="simple_cnn", data_dir=tmp_path, cache_dir=fake_runtime,
+                                     npm=None)
+    out = tmp_path / "out"
+    (panel,) = page_data(out, "models/simple_cnn.html")["tryit"]
+    weights = convzoo.list_weights("simple_cnn")[0]
+    assert panel["onnx"] == "../onnx/simple_cnn-mnist.onnx" and (out / "onnx" / "simple_cnn-mnist.onnx").read_bytes() \
+        == b"onnx stand-in"
+    assert (panel["mean"], panel["std"], panel["input_size"]) == (list(weights.mean), list(weights.std),
+                                                                  list(weights.input_size))
+    assert panel["draw"] is True and panel["classes"] == list(weights.classes)
+    assert (out / "vendor" / "onnxruntime-web" / "ort-wasm-simd-threaded.wasm").is_file()
+    assert '<script src="../vendor/onnxruntime-web/ort.wasm.min.js"></script>' in (
+        out / "models" / "simple_cnn.html").read_text()
+    assert not any("Try it" in why for why in report.left_out)
+
+
+def test_a_model_the_exporter_refuses_loses_only_its_panel(tmp_path, fake_runtime, monkeypatch):
+    import convzoo.site.build as build_module
+    from convzoo.errors import ModelError
+
+    def refuse(info, cache):
+        raise ModelError(f"{info.model}: the exporter cannot take it")
+
+    monkeypatch.setattr(build_module, "onnx_model", refuse)
+    report = build_module.build_site(tmp_path / "out", models="simple_cnn", data_dir=tmp_path, cache_dir=fake_runtime,
+                                     npm=None)
+    model = page_data(tmp_path / "out", "models/simple_cnn.html")
+    assert model["tryit"] == [] and any("the exporter cannot take it" in why for why in model["left_out"])
+    assert any("the exporter cannot take it" in why for why in report.left_out)
+    assert "models/simple_cnn.html" in report.pages
