@@ -8,14 +8,14 @@ STAMP := $(VENV)/.installed
 DEMO_MODEL ?= lenet_bn
 DEMO_EPOCHS ?= 4
 
-.PHONY: install data demo test test-heavy check lint clean
+.PHONY: install data demo test test-heavy check lint site clean
 # Fashion-MNIST comes from Debian's package; MNIST and CIFAR-10 from ../shared/data (see its README)
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,export,tensorboard,airbench,fastjpeg]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,export,tensorboard,airbench,fastjpeg,site]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -54,6 +54,14 @@ lint: install
 # the inner loop, under 3 minutes: the linters and every test not marked slow, on both cores as `make test` runs
 check: lint data
 	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -n 2 --dist loadfile -q
+
+# the project's own site, built (not committed, like a wheel) from the shipped weights into site/: every model's page,
+# the convolution page; the weights' test images from ../shared/data (and Debian's Fashion-MNIST), onnxruntime-web
+# from npm into the cache the first time. Open it: python -m http.server -d site 8000
+SITE_DIR ?= site
+SITE_DATA ?= ../shared/data
+site: install data
+	$(VENV)/bin/convzoo site $(SITE_DIR) $(if $(wildcard $(SITE_DATA)),--data-dir $(SITE_DATA))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

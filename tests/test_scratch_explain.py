@@ -98,7 +98,8 @@ def test_bad_options_one_line_exit_2(capsys, argv, message):
 
 
 @pytest.mark.parametrize(("topic", "target"), [("conv", "conv2d"), ("pool", "max_pool2d"),
-                                               ("batchnorm", "batch_norm")])
+                                               ("batchnorm", "batch_norm"), ("channels", "conv2d"),
+                                               ("1x1", "conv2d")])
 def test_a_failed_check_says_so_and_exits_1(capsys, monkeypatch, topic, target):
     real = getattr(explain_module, target)
     monkeypatch.setattr(explain_module, target, lambda *a, **k: real(*a, **k) + 1)
@@ -136,3 +137,21 @@ def test_readme_example_is_real_output():
     for line in block:
         if line != "...":
             assert line in lines, f"README line not in the output (in order): {line!r}"
+
+
+def test_channels_and_1x1_take_their_own_options_and_say_which():
+    import torch.nn.functional as F
+
+    result = explain("channels", input_size=(4, 5), kernel=3, seed=1)
+    X, K = torch.tensor(result.numbers["input"]), torch.tensor(result.numbers["kernel"])  # 2 x 4 x 5, 1 x 2 x 3 x 3
+    assert result.ok and X.shape == (2, 4, 5) and K.shape == (1, 2, 3, 3)
+    assert result.numbers["output"] == F.conv2d(X[None], K)[0].tolist()
+    assert explain("channels", input_size=(4, 5), kernel=3, seed=1).text == result.text  # the seed fixes it
+    one = explain("1x1", input_size=(2, 3), seed=2)
+    X, W = torch.tensor(one.numbers["input"]), torch.tensor(one.numbers["kernel"])  # 2 x 2 x 3, 3 x 2 x 1 x 1
+    assert one.ok and one.numbers["output"] == F.conv2d(X[None], W)[0].tolist()
+    with pytest.raises(ValueError, match=r"padding does not apply to explain channels \(it takes input_size, "
+                                         r"kernel and seed\)"):
+        explain("channels", padding=1)
+    with pytest.raises(ValueError, match=r"kernel does not apply to explain 1x1 \(it takes input_size and seed\)"):
+        explain("1x1", kernel=3)

@@ -323,8 +323,9 @@ TOKENS = st.one_of(
     st.text(max_size=6),
 )
 # arguments appended so that no generated command can start a long computation: no data for train and eval,
-# an unknown model first for bench, an unknown model last for report (which would train for minutes)
-GUARDS = {"train": ["--data-dir", "/nonexistent-data"], "report": ["--models", "nope"]}
+# an unknown model first for bench, an unknown model last for report (which would train for minutes) and for site
+# (which would build the whole zoo's site: ONNX exports, npm)
+GUARDS = {"train": ["--data-dir", "/nonexistent-data"], "report": ["--models", "nope"], "site": ["--models", "nope"]}
 EXIT_CODES = (0, 1, 2)  # done; explain's check failed (a bug: exit 1 too, refused below); bad input (argparse's
 # --help and --version: 0)
 

@@ -1,9 +1,9 @@
 """The ``convzoo`` command line, at the edge of the package: nothing in the library imports it.
 
 One module per command (``models``, ``info``, ``summary``, ``params``, ``explain``, ``train``, ``eval``,
-``predict``, ``features``, ``export``, ``bench``, ``report``), each with ``register(sub)`` adding its parser and
-``run(args)`` doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`. Command
-modules import the trainer inside ``run``; torch, which every command and the parser need, is imported first,
+``predict``, ``features``, ``export``, ``bench``, ``report``, ``site``), each with ``register(sub)`` adding its
+parser and ``run(args)`` doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`.
+Command modules import the trainer inside ``run``; torch, which every command and the parser need, is imported first,
 inside the boundary, with Ctrl-C held back until it is loaded (``_import_torch``). Every exception ends at one
 boundary (:mod:`convzoo.cli._boundary`): a user error is one line and exit 2, a bug is a line naming a traceback
 file and exit 1.
@@ -23,7 +23,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # the order of ``convzoo --help``
 COMMANDS = ("models", "info", "summary", "params", "explain", "train", "eval", "predict", "features", "export",
-            "bench", "report")
+            "bench", "report", "site")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,11 +13,12 @@ from convzoo.cli.args import Subcommands, positive_int
 
 __all__ = ["register", "run"]
 
-TOPICS = ("conv", "pad", "stride", "pool", "batchnorm")
+TOPICS = ("conv", "pad", "stride", "pool", "batchnorm", "channels", "1x1")
 
 
 def register(sub: Subcommands) -> None:
-    p = sub.add_parser("explain", help="a worked example on paper: conv, pad, stride, pool, batchnorm (notes 001)")
+    p = sub.add_parser("explain", help="a worked example on paper: conv, pad, stride, pool, batchnorm, channels, 1x1 "
+                       "(notes 001, d2l 6.4)")
     p.add_argument("topic", choices=TOPICS)
     p.add_argument("--input-size", nargs=2, type=positive_int, metavar=("H", "W"),
                    help="a random input of this size, whole numbers 0-9 (default: the notes' 5x5 input)")

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from convzoo.errors import ConvzooError
-from convzoo.scratch.conv import conv2d
+from convzoo.scratch.conv import conv1x1, conv2d
 from convzoo.scratch.norm import batch_norm
 from convzoo.scratch.pad import pad2d
 from convzoo.scratch.pool import avg_pool2d, max_pool2d
@@ -26,9 +27,13 @@ from convzoo.scratch.shapes import _check_fits, _whole
 
 __all__ = ["NOTES_INPUT", "NOTES_KERNEL", "TOPICS", "Explanation", "explain"]
 
-TOPICS = ("conv", "pad", "stride", "pool", "batchnorm")
+TOPICS = ("conv", "pad", "stride", "pool", "batchnorm", "channels", "1x1")
 NOTES_INPUT = ((3, 4, 6, 5, 7), (2, 4, 6, 8, 2), (1, 6, 7, 8, 4), (9, 7, 4, 6, 2), (3, 7, 5, 4, 1))  # notes 001
 NOTES_KERNEL = ((1, 2, 3), (4, 5, 6), (7, 8, 9))
+# d2l 6.4.1: two input channels of 3x3 and one 2x2 kernel per channel, whose output is [[56, 72], [104, 120]]
+D2L_CHANNELS_INPUT = (((0, 1, 2), (3, 4, 5), (6, 7, 8)), ((1, 2, 3), (4, 5, 6), (7, 8, 9)))
+D2L_CHANNELS_KERNEL = (((0, 1), (2, 3)), ((1, 2), (3, 4)))
+ONE_BY_ONE_WEIGHTS = ((1, 2), (-1, 1), (0, 3))  # 3 output channels x 2 input channels: sum, difference, mixture
 EXPLAIN_PAD_MODES = ("zeros", "constant", "reflect", "replicate", "circular")
 POOL_MODES = ("max", "avg")
 MAX_SIDE = 32  # every number is printed: keep the grids readable
@@ -44,10 +49,18 @@ _MODE_WORDS = {
 
 @dataclass(frozen=True)
 class Explanation:
-    """The printed example; ``ok`` is False when ``torch.nn.functional`` disagrees with ``convzoo.scratch``."""
+    """The printed example; ``ok`` is False when ``torch.nn.functional`` disagrees with ``convzoo.scratch``.
+
+    ``numbers`` holds the grids the text prints, as nested lists (the same tensors the text is written from),
+    and the settings, for a reader that draws the example instead of printing it (``convzoo site``): conv,
+    pad and stride give ``input``, ``padded``, ``kernel``, ``output``, ``padding``, ``stride``, ``mode``; pool
+    gives ``input``, ``kernel`` (the side), ``padding``, ``stride`` and per mode ``padded_max`` / ``output_max``
+    (``_avg``); batchnorm gives ``input`` and ``output`` (N x C x H x W).
+    """
 
     text: str
     ok: bool
+    numbers: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _num(v: float) -> str:
@@ -185,7 +198,9 @@ def _explain_conv(topic: str, X: Tensor, K: Tensor, padding: int, stride: int, m
         lines.append(f"check: torch.nn.functional.conv2d gives the same {_size(Y)} output{note}")
     else:
         lines.append(note)
-    return Explanation("\n".join(lines), ok)
+    numbers = {"input": X.tolist(), "padded": Xp.tolist(), "kernel": K.tolist(), "output": Y.tolist(),
+               "padding": padding, "stride": stride, "mode": mode}
+    return Explanation("\n".join(lines), ok, numbers)
 
 
 def _check_conv(X: Tensor, K: Tensor, Xp: Tensor, Y: Tensor, padding: int, stride: int, mode: str,
@@ -215,6 +230,7 @@ def _explain_pool(X: Tensor, k: int, padding: int, stride: int, modes: Sequence[
              "mean (average pooling); the stride defaults to the window size, as in PyTorch",
              "", f"input X, {H}x{W}:", _grid(X), ""]
     out: tuple[int, int] = (0, 0)
+    numbers: dict[str, Any] = {"input": X.tolist(), "kernel": k, "padding": padding, "stride": stride}
     checks: list[tuple[str, Tensor, Tensor, bool]] = []
     blocks: list[str] = []
     for mode in modes:
@@ -234,6 +250,7 @@ def _explain_pool(X: Tensor, k: int, padding: int, stride: int, modes: Sequence[
                      f"{_num(Y[0, 0].item())}")
             name, title = "avg_pool2d", "average pooling"
         out = (Y.shape[0], Y.shape[1])
+        numbers[f"padded_{mode}"], numbers[f"output_{mode}"] = Xp.tolist(), Y.tolist()
         checks.append((name, Y, Y_torch, mode == "max"))
         if padding:
             why = ("-inf, so the padding never wins" if mode == "max"
@@ -259,7 +276,7 @@ def _explain_pool(X: Tensor, k: int, padding: int, stride: int, modes: Sequence[
         plural = "s" if len(checks) > 1 else ""
         lines.append(f"check: torch.nn.functional.{names} give{'s' * (not plural)} the same {out[0]}x{out[1]} "
                      f"output{plural}{max(notes, key=len)}")
-    return Explanation("\n".join(lines), not failures)
+    return Explanation("\n".join(lines), not failures, numbers)
 
 
 def _square(v: float) -> str:
@@ -319,13 +336,96 @@ def _explain_batchnorm(X: Tensor, seed: int) -> Explanation:
     if ok:
         lines.append("check: torch.nn.functional.batch_norm gives the same output and running statistics "
                      "(to float32 rounding)")
-    return Explanation("\n".join(lines), ok)
+    return Explanation("\n".join(lines), ok, {"input": X.tolist(), "output": Y.tolist()})
+
+
+def _signed(v: float) -> str:
+    return f"({_num(v)})" if v < 0 else _num(v)
+
+
+def _channel_grids(T: Tensor, what: str) -> list[str]:
+    """Each channel of ``T`` (``C x H x W``) under its own heading."""
+    lines: list[str] = []
+    for c in range(T.shape[0]):
+        lines += [f"{what}, channel {c}, {_size(T[c])}:", _grid(T[c])]
+    return lines
+
+
+def _explain_channels(X: Tensor, K: Tensor, sources: tuple[str, str]) -> Explanation:
+    """Several input channels (d2l 6.4): each channel cross-correlated with its own kernel, the results added."""
+    import torch.nn.functional as F
+
+    C, H, W = X.shape
+    k = K.shape[-1]
+    _check_fits((k, k), (k, k), (H, W), (0, 0, 0, 0))
+    per_channel = [conv2d(X[c][None, None], K[c][None, None])[0, 0] for c in range(C)]  # each Ho x Wo
+    Y = conv2d(X, K[None])[0]  # Ho x Wo: one output channel
+    lines = [f"explain channels: {C} input channels of {H}x{W} ({sources[0]}), one {k}x{k} kernel per input channel "
+             f"({sources[1]}), stride 1",
+             "with several input channels, each channel is cross-correlated with its own kernel and the results are",
+             f"added into one output channel: the kernel of one output channel is {C}x{k}x{k} (in x kh x kw)", ""]
+    lines += _channel_grids(X, "input X")
+    lines += [""] + _channel_grids(K, "kernel K")
+    lines += ["", f"first window: rows 0-{k - 1}, columns 0-{k - 1} of every channel, times that channel's kernel "
+                  "element by element, summed:"]
+    for c in range(C):
+        lines += [f"channel {c}:", _products(X[c, :k, :k], K[c])]
+    firsts = [float((X[c, :k, :k].double() * K[c].double()).sum()) for c in range(C)]
+    lines.append(f"sum over the channels: {' + '.join(_num(v) for v in firsts)} = {_num(sum(firsts))}")
+    lines += [""]
+    for c in range(C):
+        lines += [f"channel {c} with its kernel, {_size(per_channel[c])}:", _grid(per_channel[c])]
+    lines += ["", f"output Y, the sum over the channels, {_size(Y)}:", _grid(Y), ""]
+    lines += _formula((H, W), k, 0, 1)
+    Y_torch = F.conv2d(X[None], K[None])[0, 0]
+    ok, note = _agree(Y, Y_torch, exact=True)
+    lines.append(f"check: torch.nn.functional.conv2d gives the same {_size(Y)} output{note}" if ok
+                 else _failed("torch.nn.functional.conv2d", Y, Y_torch))
+    numbers = {"input": X.tolist(), "padded": X.tolist(), "kernel": [K.tolist()], "output": [Y.tolist()],
+               "padding": 0, "stride": 1, "mode": "zeros"}
+    return Explanation("\n".join(lines), ok, numbers)
+
+
+def _explain_1x1(X: Tensor, Wt: Tensor, source: str) -> Explanation:
+    """The 1x1 convolution (NiN, GoogLeNet): a fully connected layer over the channels, applied at every pixel."""
+    import torch.nn.functional as F
+
+    C, H, W = X.shape
+    O = Wt.shape[0]
+    Y = conv2d(X, Wt[:, :, None, None])  # O x H x W
+    lines = [f"explain 1x1: {C} input channels of {H}x{W} ({source}), a 1x1 convolution to {O} output channels",
+             "a 1x1 kernel sees one pixel: each output channel is a weighted sum of the input channels at the same",
+             "pixel, so it mixes channels and keeps the height and width (NiN, GoogLeNet's reductions)", ""]
+    lines += _channel_grids(X, "input X")
+    lines += ["", f"weights, {O} outputs x {C} inputs (the kernel is {O}x{C}x1x1):", _grid(Wt)]
+    lines += ["", "first pixel (row 0, column 0), one weighted sum per output channel:"]
+    pixel = X[:, 0, 0].tolist()
+    for o in range(O):
+        terms = " + ".join(f"{_num(x)}*{_signed(w)}" for x, w in zip(pixel, Wt[o].tolist(), strict=True))
+        lines.append(f"  output {o}: {terms} = {_num(float(Y[o, 0, 0]))}")
+    lines += [""] + _channel_grids(Y, "output Y")
+    lines += ["", f"output size: {H}x{W}, as the input's (floor((n + 2*0 - 1) / 1) + 1 = n)"]
+    Y_torch = F.conv2d(X[None], Wt[:, :, None, None])[0]
+    ok, note = _agree(Y, Y_torch, exact=True)
+    as_matrix = conv1x1(X, Wt)  # the same as a matrix product, pixel by pixel
+    if ok and torch.equal(as_matrix, Y):
+        lines.append(f"check: torch.nn.functional.conv2d gives the same {_size(Y)} output{note}, and so does "
+                     "convzoo.scratch.conv1x1 (a matrix product)")
+    else:
+        ok = False
+        lines.append(_failed("torch.nn.functional.conv2d", Y, Y_torch))
+    numbers = {"input": X.tolist(), "padded": X.tolist(), "kernel": Wt[:, :, None, None].tolist(),
+               "output": Y.tolist(), "padding": 0, "stride": 1, "mode": "zeros"}
+    return Explanation("\n".join(lines), ok, numbers)
+
+
+_TAKES = {"batchnorm": "input_size and seed", "channels": "input_size, kernel and seed", "1x1": "input_size and seed"}
 
 
 def _not_for(topic: str, **given: object) -> None:
     for name, v in given.items():
         if v is not None:
-            takes = "input_size and seed" if topic == "batchnorm" else "kernel, padding, stride, mode and seed"
+            takes = _TAKES.get(topic, "kernel, padding, stride, mode and seed")
             raise ConvzooError(f"{name} does not apply to explain {topic} (it takes {takes})")
 
 
@@ -344,7 +444,9 @@ def explain(
 
     conv: kernel 3, padding 0, stride 1; pad: padding 1, ``mode`` zeros, constant (``value``), reflect,
     replicate or circular; stride: stride 2; pool: kernel 2, stride = kernel, ``mode`` max or avg (both
-    when None); batchnorm: a 2 x 2 x H x W batch (``input_size`` H W, default 2 2). Bad arguments are a
+    when None); batchnorm: a 2 x 2 x H x W batch (``input_size`` H W, default 2 2); channels: two input
+    channels and a kernel per channel (d2l 6.4's 3x3 input and 2x2 kernels, or ``input_size`` and ``kernel``
+    random); 1x1: the same two channels (or ``input_size`` random) into three output channels. Bad arguments are a
     ``ConvzooError`` (a ``ValueError``) naming the argument and the fix.
     """
     if topic not in TOPICS:
@@ -363,6 +465,20 @@ def explain(
         h, w = (2, 2) if input_size is None else size
         X = torch.tensor([[_random_grid(rng, h, w).tolist() for _ in range(2)] for _ in range(2)])  # 2 x 2 x H x W
         return _explain_batchnorm(X, seed)
+    if topic == "channels":
+        _not_for(topic, padding=padding, stride=stride, mode=mode, value=value)
+        X = (torch.tensor(D2L_CHANNELS_INPUT, dtype=torch.float32) if input_size is None
+             else torch.stack([_random_grid(rng, *size) for _ in range(2)]))  # 2 x H x W
+        K = (torch.tensor(D2L_CHANNELS_KERNEL, dtype=torch.float32) if kernel is None
+             else torch.stack([_random_grid(rng, _whole(kernel, "kernel", 1), kernel) for _ in range(2)]))
+        return _explain_channels(X, K, (_source(input_size is not None, seed, "d2l 6.4"),
+                                        _source(kernel is not None, seed, "d2l 6.4")))
+    if topic == "1x1":
+        _not_for(topic, kernel=kernel, padding=padding, stride=stride, mode=mode, value=value)
+        X = (torch.tensor(D2L_CHANNELS_INPUT, dtype=torch.float32) if input_size is None
+             else torch.stack([_random_grid(rng, *size) for _ in range(2)]))  # 2 x H x W
+        return _explain_1x1(X, torch.tensor(ONE_BY_ONE_WEIGHTS, dtype=torch.float32),
+                            _source(input_size is not None, seed, "d2l 6.4"))
     X = torch.tensor(NOTES_INPUT, dtype=torch.float32) if input_size is None else _random_grid(rng, *size)
     x_source = _source(input_size is not None, seed, "notes 001")
     if topic == "pool":
