@@ -1,6 +1,10 @@
 """torch.hub entry points: one per zoo model, each taking ``pretrained``, ``num_classes`` and ``in_channels``.
 
-    net = torch.hub.load(PATH, "lenet_bn", source="local", pretrained=True)   # a clone, offline
+    net = torch.hub.load(PATH, "lenet_bn", source="local", pretrained=True).eval()   # a clone, offline
+    import convzoo                                            # (this checkout's: torch.hub.load put src/ on the path)
+    preprocess = convzoo.transforms_for(net)                  # the weights' own eval transform (net.pretrained_cfg)
+    probs = net(preprocess(image)[None]).softmax(dim=1)       # image: a PIL image or a uint8 C x H x W tensor
+    net.pretrained_cfg.classes                                # the name of each logit
     torch.hub.list("OWNER/convzoo:main")                      # the entry points (torch.hub.list and help take
     torch.hub.help("OWNER/convzoo:main", "lenet_bn")          # a GitHub name: the repository in torch.hub's cache)
 
@@ -10,6 +14,12 @@ import path: the convzoo loaded is the one of this checkout. Each entry point ca
 ``False``, ``True`` (the weights convzoo ships for the model), a data set's name, or ``"imagenet"`` for the
 torchvision-layout models (torchvision's file, read from torch.hub's cache). torch.hub lists every public
 callable of this module, so everything else here is private.
+
+A pretrained model carries its preprocessing: ``net.pretrained_cfg`` (data set, classes, input size, mean,
+std, resize, accuracy, the command that built the weights) and ``convzoo.transforms_for(net)``, the
+``torchvision.transforms.v2`` pipeline that reproduces the recorded accuracy from decoded images; normalising
+with another mean and std (ImageNet's, say) silently costs most of it. ``preprocess(batch)`` takes a uint8
+``B x C x H x W`` batch as well.
 """
 
 import sys as _sys
@@ -42,6 +52,13 @@ def _doc(name: str) -> str:
         lines.append("  pretrained='imagenet': torchvision's ImageNet weights, from torch.hub's cache")
     if len(lines) == 5:
         lines.append("  none shipped (pretrained=False only)")
+    else:
+        pretrained = "True" if _list_weights(name) else "'imagenet'"
+        lines += ["", "Preprocess as the weights were evaluated (mean, std, size, resize: net.pretrained_cfg):",
+                  f"  net = torch.hub.load(PATH, {name!r}, source=\"local\", pretrained={pretrained}).eval()",
+                  "  import convzoo",
+                  "  preprocess = convzoo.transforms_for(net)   # a torchvision.transforms.v2 pipeline",
+                  "  probs = net(preprocess(image)[None]).softmax(dim=1)   # a PIL image or uint8 C x H x W"]
     return "\n".join(lines)
 
 

@@ -148,6 +148,11 @@ def build(entry: Entry, out_dir: Path, data_dir: Path, extra: list[str], work: P
         "command": command,
         "license": LICENSES[entry.dataset],
         "default": True,
+        # how the run's evaluation resized its images to the input size (what transforms_for rebuilds): the
+        # in-memory path squashes bilinear (train.pipeline.Preprocess); a run that records its own rule wins
+        "interpolation": spec.get("interpolation", "bilinear"),
+        "resize_mode": spec.get("resize_mode", "squash"),
+        "crop_pct": spec.get("crop_pct", 1.0),
     }
 
 

@@ -187,7 +187,8 @@ def test_cli_preprocesses_as_predict_does_for_a_run(tmp_path, capsys, monkeypatc
     assert code == 0, capsys.readouterr().err
     ckpt = load(run)
     assert ckpt.preprocess.mean is not None
-    assert torch.equal(seen[0], ckpt.preprocess(read_image(image)[None]))
+    assert torch.equal(seen[0], ckpt.transform(read_image(image)[None]))  # what predict gives the model
+    torch.testing.assert_close(seen[0], ckpt.preprocess(read_image(image)[None]), atol=1e-5, rtol=0)  # evaluation
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["features.0.png", "features.3.png", "filters.png"]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from convzoo.data.presets import eval_transform, train_transform
+from convzoo.data.presets import convert_channels, eval_transform, train_transform
+from convzoo.errors import ConvzooError
 
 
 def _photo(h: int = 300, w: int = 400) -> torch.Tensor:
@@ -57,6 +59,53 @@ def test_train_preset_takes_pil_images():
     assert isinstance(train_transform(64).transforms[1], v2.RandomResizedCrop)
 
 
+def test_squash_with_normalisation_resizes_in_float_as_the_in_memory_path():
+    """No rounding to uint8 between the resize and the normalisation (train.pipeline.Preprocess's batches)."""
+    img = _photo(28, 28)[:1]
+    out = eval_transform(32, mean=(0.5,), std=(0.25,), resize_mode="squash")(img)
+    in_float = torch.nn.functional.interpolate(img[None].float(), size=(32, 32), mode="bilinear")[0]
+    torch.testing.assert_close(out, (in_float / 255 - 0.5) / 0.25, atol=1e-5, rtol=0)
+    rounded = (F.resize(img, [32, 32], antialias=True).float() / 255 - 0.5) / 0.25  # the uint8 order
+    assert float((out - rounded).abs().max()) > 1e-3
+    assert eval_transform(32, resize_mode="squash")(img).dtype == torch.uint8  # no mean: uint8 out, as before
+
+
+def test_squash_takes_a_height_and_a_width():
+    img = _photo(30, 50)
+    out = eval_transform((24, 40), mean=(0.0,) * 3, std=(1.0,) * 3, resize_mode="squash")(img)
+    expected = torch.nn.functional.interpolate(img[None].float() / 255, size=(24, 40), mode="bilinear",
+                                               antialias=True)[0]
+    assert out.shape == (3, 24, 40)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+
+
+def test_pil_images_are_read_by_the_decoders_rules():
+    """A palette image gives its colours (v2.ToImage would give the palette's indices, one channel)."""
+    from PIL import Image
+
+    rgb = _photo(20, 30).permute(1, 2, 0).numpy()
+    palette = Image.fromarray(rgb).convert("P")
+    out = eval_transform(20, resize_mode="squash")(palette)
+    expected = torch.from_numpy(np.array(palette.convert("RGB"))).permute(2, 0, 1)
+    assert out.shape == (3, 20, 20)
+    torch.testing.assert_close(out, F.resize(expected, [20, 20], antialias=True), atol=0, rtol=0)
+    rgba = Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 20, 4), np.uint8), "RGBA")
+    assert eval_transform(20, resize_mode="squash")(rgba).shape == (3, 20, 20)  # alpha composited, not a channel
+
+
+def test_channels_are_converted_as_pil_and_the_in_memory_path_do():
+    img = _photo(8, 8)
+    gray = convert_channels(img.float(), 1)
+    torch.testing.assert_close(gray[0], 0.299 * img[0].float() + 0.587 * img[1].float() + 0.114 * img[2].float())
+    assert torch.equal(convert_channels(img, 1), gray.round().to(torch.uint8))  # uint8 rounded back
+    assert torch.equal(convert_channels(img[:1], 3), img[:1].expand(3, -1, -1))
+    assert convert_channels(img[None], 1).shape == (1, 1, 8, 8)  # a batch too
+    with pytest.raises(ConvzooError, match="cannot convert 2-channel images to 3"):
+        convert_channels(img[:2], 3)
+    out = eval_transform(8, mean=(0.0,), std=(1.0,), resize_mode="squash", channels=1)(img)
+    torch.testing.assert_close(out, gray / 255)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"size": 0}, "positive whole number"),
     ({"size": 32, "crop_pct": 1.5}, "crop_pct"),
@@ -64,6 +113,8 @@ def test_train_preset_takes_pil_images():
     ({"size": 32, "mean": (0.5,)}, "both mean and std"),
     ({"size": 32, "mean": (0.5,), "std": (0.2, 0.2)}, "channels"),
     ({"size": 32, "resize_mode": "stretch"}, "resize_mode"),
+    ({"size": (32, 48)}, "the crop mode cuts a square"),
+    ({"size": 32, "mean": (0.5,), "std": (0.2,), "channels": 3}, "the output 3"),
 ])
 def test_bad_preset_arguments_say_what_was_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -300,3 +300,28 @@ def test_two_processes_stream_the_weights_of_one(tmp_path):
     assert max(float((one[k] - two[k]).abs().max()) for k in one) <= 1e-5
     rows = [(tmp_path / n / "metrics.csv").read_text().splitlines()[1:] for n in ("one", "two")]
     assert [r.split(",")[4] for r in rows[0]] == [r.split(",")[4] for r in rows[1]]  # val accuracy, per epoch
+
+
+def test_predict_on_a_streamed_run_preprocesses_as_its_evaluation_did(tmp_path):
+    """A streamed run evaluates the shorter side resized and the centre cut out; predict on the same files
+    does the same: its probabilities are the model's on the evaluation's own batches."""
+
+    import convzoo
+    from convzoo.train.eval_data import eval_batches
+
+    root = _photos(tmp_path / "pets", "train", 8, seed=0)
+    _photos(root, "val", 4, seed=1, sizes=(20, 90))
+    _run(root, tmp_path / "run", epochs=1)
+    checkpoint = convzoo.load(tmp_path / "run")
+    assert checkpoint.meta["input"]["resize"] == "crop"
+    meta = checkpoint.meta
+    batches, _ = eval_batches(checkpoint.path, meta, "val", dataset=None, data_dir=None, device=torch.device("cpu"),
+                              batch_size=64, preprocess=checkpoint.preprocess)
+    (_, X, _), = list(batches.epoch())
+    with torch.no_grad():
+        expected = checkpoint.model.eval()(X).softmax(dim=1)
+    files = batches.split.files
+    assert len(files) == 8
+    got = torch.tensor([[p for _, p in sorted(checkpoint.predict(f, topk=2)[0], key=lambda cp: CLASSES.index(cp[0]))]
+                        for f in files])
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

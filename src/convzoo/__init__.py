@@ -1,6 +1,7 @@
 """convzoo: the classic convolutional networks, LeNet to DenseNet.
 
-A zoo behind one registry (``list_models``, ``create_model``, ``model_info``), an inspector
+A zoo behind one registry (``list_models``, ``create_model``, ``model_info``), pretrained models that carry
+their preprocessing (``net.pretrained_cfg``, ``transforms_for(net)``), an inspector
 (``summary``, ``parameters_table``), convolution from first principles (``convzoo.scratch``), and
 training that is fast on a laptop CPU (``fit``, ``evaluate``, ``load``).
 
@@ -25,11 +26,13 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
         ConvNet,
         InputRange,
         ModelInfo,
+        PretrainedCfg,
         create_model,
         list_models,
         list_weights,
         load_torchvision_weights,
         model_info,
+        transforms_for,
     )
     from convzoo.train import TrainConfig, evaluate, fit, load
 
@@ -39,6 +42,7 @@ __all__ = [
     "ModelInfo",
     "ModelSummary",
     "ParameterTable",
+    "PretrainedCfg",
     "TrainConfig",
     "__version__",
     "create_model",
@@ -52,12 +56,13 @@ __all__ = [
     "model_info",
     "parameters_table",
     "summary",
+    "transforms_for",
 ]
 
 # public names imported on first access -> the module that defines them
 _LAZY = {
-    **dict.fromkeys(("ConvNet", "InputRange", "ModelInfo", "create_model", "list_models",
-                     "list_weights", "load_torchvision_weights", "model_info"), "convzoo.models"),
+    **dict.fromkeys(("ConvNet", "InputRange", "ModelInfo", "PretrainedCfg", "create_model", "list_models",
+                     "list_weights", "load_torchvision_weights", "model_info", "transforms_for"), "convzoo.models"),
     **dict.fromkeys(("ModelSummary", "ParameterTable", "parameters_table", "summary"), "convzoo.inspector"),
     "TrainConfig": "convzoo.train", "evaluate": "convzoo.train", "fit": "convzoo.train",
     "load": "convzoo.train",

@@ -10,15 +10,16 @@ import argparse
 import itertools
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from convzoo.errors import OutOfMemory, UsageError
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from convzoo.models import ConvNet
-    from convzoo.train.pipeline import Preprocess
 
 __all__ = ["ModelSource", "Parser", "Subcommands", "add_build_arguments", "add_device_argument",
            "add_source_arguments", "build_model", "check_values", "open_source", "positive_float", "positive_int"]
@@ -178,14 +179,18 @@ class ModelSource:
     meta: dict[str, Any]  # model, dataset, classes (None: unknown), input: channels, size, mean, std (None: none)
 
     @property
-    def preprocess(self) -> Preprocess:
-        """uint8 images to the model's input: its channels and size, normalised as it was trained."""
-        from convzoo.train.pipeline import Preprocess
+    def preprocess(self) -> Callable[[Tensor], Tensor]:
+        """uint8 images to the model's input as ``convzoo predict`` gives them (a ``data.presets`` eval
+        pipeline): pretrained weights' own (``transforms_for``), else the channels and size, normalised as it
+        was trained."""
+        from convzoo.data.presets import eval_transform
 
+        if self.net.pretrained_cfg is not None:
+            return self.net.pretrained_cfg.transforms()
         spec = self.meta["input"]
-        mean, std = spec["mean"], spec["std"]
-        return Preprocess(spec["channels"], (spec["size"][0], spec["size"][1]), tuple(mean) if mean else None,
-                          tuple(std) if std else None)
+        channels = spec["channels"]
+        return eval_transform((spec["size"][0], spec["size"][1]), mean=spec["mean"] or (0.0,) * channels,
+                              std=spec["std"] or (1.0,) * channels, resize_mode="squash", channels=channels)
 
 
 def open_source(args: argparse.Namespace, prog: str) -> ModelSource:

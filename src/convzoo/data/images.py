@@ -81,7 +81,8 @@ from convzoo.errors import DataError
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["DECODER_VERSION", "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "read_file", "walk_images"]
+__all__ = ["DECODER_VERSION", "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "pil_to_tensor", "read_file",
+           "walk_images"]
 
 DECODER_VERSION = 1  # bump whenever a rule of the table above changes: it is part of the decoded cache's key
 MAX_PIXELS = 64_000_000  # images declaring more pixels are refused before decoding (decompression bombs)
@@ -127,6 +128,16 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, name: str | None = N
         raise DataError(f"{label}: not a readable image: could not be decoded ({err}); replace it or remove "
                         "it") from None
     return _to_tensor(image)
+
+
+def pil_to_tensor(image: PILImage.Image) -> Tensor:
+    """A PIL image already open (a user's, not a file) as uint8 ``C x H x W`` by the rules of this module's
+    table, as :func:`decode_image` reads its file: EXIF orientation, transparency, palettes and 16-bit modes
+    alike. The caller's image is left as it is (the rules work on a copy)."""
+    try:
+        return _to_tensor(_canonical(image.copy()))
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # a lazily opened image whose data is corrupt
+        raise DataError(f"<PIL image>: not a readable image: could not be decoded ({err})") from None
 
 
 def read_file(path: Path, label: str | None = None, *, folder: str = "is a folder; give an image file",

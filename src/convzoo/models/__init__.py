@@ -16,6 +16,7 @@ from convzoo.models._registry import (
     model_info,
     register_model,
 )
+from convzoo.models.pretrained_cfg import PretrainedCfg, transforms_for
 from convzoo.models.torchvision_weights import load_torchvision_weights, torchvision_models
 from convzoo.models.weights import WeightsInfo, list_weights  # (registers create_model's pretrained loader)
 
@@ -24,6 +25,7 @@ __all__ = [
     "D2LRecipe",
     "InputRange",
     "ModelInfo",
+    "PretrainedCfg",
     "ReportPlan",
     "WeightsInfo",
     "create_model",
@@ -34,4 +36,5 @@ __all__ = [
     "model_info",
     "register_model",
     "torchvision_models",
+    "transforms_for",
 ]

@@ -23,11 +23,15 @@ from __future__ import annotations
 import copy
 import weakref
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from convzoo.errors import InputShapeError, ModelError
+
+if TYPE_CHECKING:
+    from convzoo.models.pretrained_cfg import PretrainedCfg
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class ConvNet(nn.Module):
         self._num_classes = check_positive_int(num_classes, f"{model_name}: num_classes")
         self.default_size = check_positive_int(default_size, f"{model_name}: default input size")
         self._input_range: InputRange | None = None
+        # the preprocessing and provenance of the weights loaded by create_model(pretrained=...); None without
+        self.pretrained_cfg: PretrainedCfg | None = None
         self._range_key: tuple[weakref.ref[nn.Module] | None, ...] | None = None  # the modules it was found for
 
     # -- what the current modules take and give ------------------------------------------------------

@@ -10,10 +10,12 @@ module in ``weights/``: one safetensors file per entry, named ``<model>-<dataset
 and ``index.json``, which records for each entry its data set, class names, input size, the mean and std
 ``predict`` normalises with, the ``convzoo train`` command that produced it, the accuracy that run measured
 (on the test split; CIFAR-10's official 10,000 test images, from its lossless copy),
-the parameter count, the file's size and sha256, and the data's license. ``benchmarks/build_weights.py``
-reruns an entry's command and rewrites its file and its record. Every load checks the file's size and
-sha256 against the index: a changed or truncated file is a :class:`WeightsError` naming it and the command
-that rebuilds it.
+the parameter count, the file's size and sha256, the data's license, and how the images were resized for that
+accuracy (interpolation, resize mode, crop_pct). A model holding weights carries them as ``net.pretrained_cfg``
+(:class:`convzoo.models.pretrained_cfg.PretrainedCfg`), whose ``transforms()`` is the evaluation transform.
+``benchmarks/build_weights.py`` reruns an entry's command and rewrites its file and its record. Every load
+checks the file's size and sha256 against the index: a changed or truncated file is a :class:`WeightsError`
+naming it and the command that rebuilds it.
 
 **ImageNet weights** of the torchvision-layout models (``resnet18/34/50``, ``vgg*``, ``densenet121``):
 ``pretrained="imagenet"`` reads torchvision's published file from torch.hub's cache,
@@ -52,6 +54,7 @@ from torch import Tensor
 from convzoo.errors import WeightsError
 from convzoo.models._base import ConvNet
 from convzoo.models._registry import register_weights_loader
+from convzoo.models.pretrained_cfg import PretrainedCfg
 from convzoo.models.torchvision_weights import read_state_dict, torchvision_models, zoo_names
 
 __all__ = [
@@ -87,6 +90,11 @@ class WeightsInfo:
     command: str  # the ``convzoo train`` command that produced the weights (--data-dir and --out aside)
     license: str  # the data set's
     default: bool = True  # the entry ``pretrained=True`` picks for its model
+    # how the images were resized to input_size when the accuracy was measured (``data.presets.eval_transform``):
+    # the in-memory path squashes bilinear (train.pipeline.Preprocess); ImageNet's is torchvision's crop
+    interpolation: str = "bilinear"
+    resize_mode: str = "squash"  # or "crop": the shorter side to H / crop_pct, the centre H x W cut out
+    crop_pct: float = 1.0
 
     @property
     def path(self) -> Path:
@@ -100,6 +108,17 @@ class WeightsInfo:
     @property
     def in_channels(self) -> int:
         return self.input_size[0]
+
+    def pretrained_cfg(self) -> PretrainedCfg:
+        """What a model holding these weights carries as ``pretrained_cfg`` (unnormalised weights: mean 0,
+        std 1, the pixels on [0, 1] as they were trained)."""
+        channels = self.in_channels
+        return PretrainedCfg(model=self.model, dataset=self.dataset, classes=self.classes, input_size=self.input_size,
+                             mean=self.mean if self.mean is not None else (0.0,) * channels,
+                             std=self.std if self.std is not None else (1.0,) * channels,
+                             interpolation=self.interpolation, resize_mode=self.resize_mode, crop_pct=self.crop_pct,
+                             accuracy=self.accuracy, split=self.split, split_size=self.split_size, file=self.file,
+                             command=self.command, license=self.license)
 
     def to_json(self) -> dict[str, Any]:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
@@ -212,14 +231,15 @@ def imagenet_info(model: str) -> WeightsInfo:
                            f"fit it; pretrained={IMAGENET!r} takes {', '.join(torchvision_models())}")
     path = imagenet_file(model)
     weights = next(w for w in _imagenet_weights(model) if w.url.endswith("/" + path.name))
-    transforms = weights.transforms()
-    size = int(transforms.crop_size[0])
+    transforms = weights.transforms()  # torchvision's ImageClassification preset
+    size, resized = int(transforms.crop_size[0]), int(transforms.resize_size[0])
     return WeightsInfo(model=model, dataset=IMAGENET, file=path.name, sha256="", file_size=0,
                        num_params=int(weights.meta["num_params"]), classes=tuple(weights.meta["categories"]),
                        input_size=(3, size, size), mean=tuple(transforms.mean), std=tuple(transforms.std),
                        accuracy=float(weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]) / 100, split="val",
                        split_size=50_000, split_digest="", command=f"torchvision.models.{model}(weights={weights})",
-                       license="ImageNet's terms of access (non-commercial research)")
+                       license="ImageNet's terms of access (non-commercial research)",
+                       interpolation=transforms.interpolation.value, resize_mode="crop", crop_pct=size / resized)
 
 
 # torchvision's published DenseNet files predate its current names: ``denselayer1.norm.1.weight`` is today's
@@ -300,9 +320,11 @@ def adapt_state_dict(state_dict: Mapping[str, Tensor], net: ConvNet, *,
 
 def load_pretrained(net: ConvNet, info: WeightsInfo) -> None:
     """Load ``info``'s weights into ``net`` (adapted to its classes and input channels, with a warning for
-    each adaptation); ``net`` is left untouched if they do not fit."""
+    each adaptation) and set ``net.pretrained_cfg`` (:class:`PretrainedCfg`, adapted likewise); ``net`` is left
+    untouched if they do not fit."""
     state_dict, notes = adapt_state_dict(read_weights(info), net, source=f"{info.path}")
     net.load_state_dict(state_dict, strict=True)
+    net.pretrained_cfg = info.pretrained_cfg().adapted(net.num_classes, net.in_channels)
     for note in notes:
         warnings.warn(f"{info.model} pretrained on {info.dataset}: {note}", UserWarning, stacklevel=4)
 

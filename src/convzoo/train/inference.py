@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from convzoo.data.images import MAX_PIXELS, decode_image
+from convzoo.data.presets import DEFAULT_CROP_PCT, eval_transform
 from convzoo.errors import ConvzooError
 from convzoo.models import ConvNet
 from convzoo.train.checkpoint import find_checkpoint, model_from_sidecar, read_checkpoint
@@ -46,6 +47,23 @@ class Checkpoint:
                           tuple(std) if std else None)
 
     @property
+    def transform(self) -> Callable[[Tensor], Tensor]:
+        """What :meth:`predict` does to an image, a ``data.presets`` eval pipeline: pretrained weights' own
+        (``transforms_for(model)``); a run's, as its evaluation did: a streamed run's (``"resize": "crop"`` in
+        its sidecar) the shorter side resized to ``round(S / crop_pct)`` and the centre cut out, an in-memory
+        run's whole image resized to its size."""
+        if self.model.pretrained_cfg is not None:
+            return self.model.pretrained_cfg.transforms()
+        spec = self.meta["input"]
+        channels = spec["channels"]
+        mean, std = spec.get("mean") or (0.0,) * channels, spec.get("std") or (1.0,) * channels
+        height, width = spec["size"][0], spec["size"][1]
+        if spec.get("resize") == "crop" and height == width:
+            return eval_transform(height, mean=mean, std=std, crop_pct=float(spec.get("crop_pct", DEFAULT_CROP_PCT)),
+                                  resize_mode="crop", channels=channels)
+        return eval_transform((height, width), mean=mean, std=std, resize_mode="squash", channels=channels)
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -57,19 +75,21 @@ class Checkpoint:
         image; a uint8 numpy array ``H x W`` or ``H x W x C``; a tensor ``C x H x W`` or a batch
         ``B x C x H x W``, uint8 on the 0..255 scale or floating point on the [0, 1] scale (as torchvision's
         ``ToTensor`` gives). Files and PIL images go through the decoder training read image folders with;
-        C = 1 or 3 is converted to the model's channels. Anything else is one :class:`ConvzooError` naming
-        what was given and what is accepted.
+        C = 1 or 3 is converted to the model's channels. Each image then goes through :attr:`transform`, the
+        ``data.presets`` pipeline of the weights (``transforms_for``) or of the run. Anything else is one
+        :class:`ConvzooError` naming what was given and what is accepted.
 
         A run trained with ``tta = "flip"`` averages the logits of each image and its mirror image, as its
         evaluation did (``"flip-translate"``: also its one-pixel shifts, see ``tta_logits``).
         """
-        batch = as_image_batches(images, self.preprocess.in_channels)  # each 1 x C x H x W on the 0..255 scale
+        batch = as_image_batches(images, self.preprocess.in_channels)  # each 1 x C x H x W, uint8 or on [0, 1]
+        transform = self.transform
         k = min(topk, len(self.classes))
         tta = self.meta.get("config", {}).get("tta")
         tta = tta if tta in TTAS else "none"
         results = []
         for X in batch:
-            probs = tta_logits(self.model, self.preprocess(X.to(self.device)), tta).softmax(dim=1)[0]
+            probs = tta_logits(self.model, transform(X.to(self.device)), tta).softmax(dim=1)[0]
             values, indices = probs.topk(k)
             results.append([(self.classes[int(i)], float(v)) for v, i in zip(values, indices, strict=True)])
         return results
@@ -173,7 +193,7 @@ def _array_to_tensor(array: Any) -> Tensor:
 
 
 def _tensor_to_batches(X: Tensor, channels: int) -> list[Tensor]:
-    """A tensor ``C x H x W`` or ``B x C x H x W`` as 1 x C x H x W images on the 0..255 scale."""
+    """A tensor ``C x H x W`` or ``B x C x H x W`` as 1 x C x H x W images: uint8, or float32 on [0, 1]."""
     if X.dim() == 3:
         X = X[None]
     if X.dim() != 4:
@@ -188,7 +208,7 @@ def _tensor_to_batches(X: Tensor, channels: int) -> list[Tensor]:
             low, high = float(X.nan_to_num(nan=-1.0).min()), float(X.nan_to_num(nan=2.0).max())
             raise _refused(X, f"float values must lie in [0, 1], these span {low:g}..{high:g}; divide 0..255 "
                               "values by 255 or pass a uint8 tensor")
-        X = X.to(torch.float32) * 255  # the 0..255 scale Preprocess reads
+        X = X.to(torch.float32)  # on [0, 1], as the presets read floats
     else:
         raise _refused(X, "tensors are uint8 (0..255) or floating point ([0, 1])")
     height, width = X.shape[-2:]
@@ -199,8 +219,8 @@ def _tensor_to_batches(X: Tensor, channels: int) -> list[Tensor]:
 
 
 def as_image_batches(images: ImageInput | Sequence[ImageInput], channels: int) -> list[Tensor]:
-    """What :meth:`Checkpoint.predict` was given, as ``1 x C x H x W`` tensors on the 0..255 scale (uint8, or
-    float32 from a float input); ``channels`` is the model's. Raises one :class:`ConvzooError` otherwise."""
+    """What :meth:`Checkpoint.predict` was given, as ``1 x C x H x W`` tensors: uint8 on the 0..255 scale, or
+    float32 on [0, 1] from a float input; ``channels`` is the model's. Raises one :class:`ConvzooError` otherwise."""
     from PIL import Image
 
     def kind(item: object) -> str:

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from convzoo.data import Split
+from convzoo.data.presets import convert_channels  # (the one home of the channel rule; re-exported)
 from convzoo.errors import ConvzooError
 from convzoo.utils.seeds import derive_seed
 
-__all__ = ["Augment", "Batches", "Preprocess", "alternating_flips", "derive_seed", "generator"]
+__all__ = ["Augment", "Batches", "Preprocess", "alternating_flips", "convert_channels", "derive_seed", "generator"]
 
 
 def generator(seed: int, *keys: object, device: torch.device | str = "cpu") -> torch.Generator:
@@ -55,17 +56,6 @@ class Preprocess:
         if self.channels_last:
             X = X.contiguous(memory_format=torch.channels_last)
         return X
-
-
-def convert_channels(X: Tensor, channels: int) -> Tensor:
-    """Gray to RGB by repetition, RGB to gray by ITU-R 601 luminance (as PIL's ``convert("L")``)."""
-    have = X.shape[1]
-    if have == 1:
-        return X.expand(-1, channels, -1, -1)
-    if have == 3 and channels == 1:
-        weights = torch.tensor([0.299, 0.587, 0.114], dtype=X.dtype, device=X.device).view(1, 3, 1, 1)
-        return (X * weights).sum(dim=1, keepdim=True)
-    raise ConvzooError(f"cannot convert {have}-channel images to {channels} channels")
 
 
 @dataclass(frozen=True)
