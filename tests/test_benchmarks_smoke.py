@@ -232,3 +232,53 @@ def test_decode(tmp_path):
         assert by[set_name, "convzoo, Pillow path"]["max_abs_diff"] == 0
     assert all(r["images_per_s"] > 0 for r in rows)
     assert by["synthetic 400x300", "pillow+draft"]["draft_reduced"] == 0  # 300 px < 2 x 256: full scale
+
+
+def _photo_folder(root: Path, splits: tuple[str, ...] = ("train",), per_class: int = 6) -> Path:
+    """A tiny folder of real JPEG files of several sizes and aspect ratios, two classes per split."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c in ("cat", "dog"):
+            for i in range(per_class):
+                h, w = int(rng.integers(24, 64)), int(rng.integers(24, 64))
+                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                if c == "dog":
+                    pixels[..., 0] = 255
+                path = root / split / c / f"{i:02d}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(pixels).save(path, quality=90)
+    return root
+
+
+def test_loader(tmp_path):
+    data = _photo_folder(tmp_path / "photos")
+    out = run("loader.py", "--data", str(data), "--size", "32", "--images", "12", "--batch-size", "4",
+              "--workers", "1", "--repeats", "1", "--model", "lenet5_cifar", "--work", str(tmp_path / "work"),
+              "--json", str(tmp_path / "l.json"))
+    result = json.loads((tmp_path / "l.json").read_text())
+    assert result["median"]["convzoo"] > 0 and result["median"]["torchvision"] > 0
+    assert result["train_step_images_per_s"] > 0 and "12 files at 32 px, 1 workers" in out
+
+
+def test_memory_folder(tmp_path):
+    run("memory_folder.py", "--counts", "16", "32", "--size", "40x30", "--model", "simple_cnn", "--image-size",
+        "28", "--work", str(tmp_path / "work"), "--json", str(tmp_path / "m.json"))
+    rows = json.loads((tmp_path / "m.json").read_text())
+    assert [r["images"] for r in rows] == [16, 32]
+    assert all(r["peak_pss_mib"] > 10 and r["processes"] >= 1 for r in rows)
+    assert all("stream" in r["path_line"].lower() for r in rows), rows
+
+
+def test_vs_reference_photos(tmp_path):
+    data = _photo_folder(tmp_path / "photos", ("train", "val"), per_class=4)
+    out = run("vs_reference_photos.py", "--data", str(data), "--model", "simple_cnn", "--image-size", "28",
+              "--epochs", "1", "--batch-size", "4", "--workers", "0", "--work", str(tmp_path / "work"),
+              "--json", str(tmp_path / "v.json"))
+    result = json.loads((tmp_path / "v.json").read_text())
+    for side in ("reference", "convzoo"):
+        (row,) = result["results"][side]
+        assert len(row["epochs"]) == 1 and 0 <= row["epochs"][0]["val_acc"] <= 1
+    assert result["ratio"] > 0 and "(goal >= 1.5x)" in out
