@@ -15,7 +15,7 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,export,tensorboard,airbench,fastjpeg,site]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,export,tensorboard,airbench,fastjpeg,site,shards]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -282,3 +282,25 @@ def test_vs_reference_photos(tmp_path):
         (row,) = result["results"][side]
         assert len(row["epochs"]) == 1 and 0 <= row["epochs"][0]["val_acc"] <= 1
     assert result["ratio"] > 0 and "(goal >= 1.5x)" in out
+
+
+def test_shard_formats(tmp_path):
+    pytest.importorskip("litdata")
+    out = run("shard_formats.py", "--quick", "--json", str(tmp_path / "f.json"))
+    figures = json.loads((tmp_path / "f.json").read_text())
+    by = {r["library"]: r for r in figures["rows"]}
+    assert figures["images"] == 24 and "random img/s" in out
+    # (the script checks that every library gives back the bytes it was given, in order and by index)
+    assert by["litdata"]["pack_s"] > 0 and by["litdata"]["sequential_images_per_s"] > 0
+    assert by["litdata"]["random_images_per_s"] > 0 and by["convzoo pack (litdata)"]["pack_s"] > 0
+    assert by.get("WebDataset", {}).get("random_s") is None  # no index: no random access
+    assert len(by) + len(figures["missing"]) == 4
+
+
+def test_shard_training(tmp_path):
+    pytest.importorskip("litdata")
+    out = run("shard_training.py", "--quick", "--json", str(tmp_path / "t.json"), timeout=400)
+    figures = json.loads((tmp_path / "t.json").read_text())
+    assert "shards / folder throughput" in out
+    assert all(figures["figures"][s]["img_s"] > 0 for s in ("folder", "shards"))
+    assert figures["max_weight_difference"] <= 1e-5  # the same images, crops and order from either source

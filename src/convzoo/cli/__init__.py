@@ -1,6 +1,6 @@
 """The ``convzoo`` command line, at the edge of the package: nothing in the library imports it.
 
-One module per command (``models``, ``info``, ``summary``, ``params``, ``explain``, ``train``, ``eval``,
+One module per command (``models``, ``info``, ``summary``, ``params``, ``explain``, ``train``, ``eval``, ``pack``,
 ``predict``, ``features``, ``export``, ``bench``, ``report``, ``site``), each with ``register(sub)`` adding its
 parser and ``run(args)`` doing the work; what they share (argument types, ``--device``) is :mod:`convzoo.cli.args`.
 Command modules import the trainer inside ``run``; torch, which every command and the parser need, is imported first,
@@ -22,7 +22,7 @@ from convzoo.cli.args import Parser
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 # the order of ``convzoo --help``
-COMMANDS = ("models", "info", "summary", "params", "explain", "train", "eval", "predict", "features", "export",
+COMMANDS = ("models", "info", "summary", "params", "explain", "train", "eval", "predict", "pack", "features", "export",
             "bench", "report", "site")
 
 

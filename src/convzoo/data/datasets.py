@@ -362,10 +362,13 @@ def _download(spec: _Spec, cache_dir: Path) -> None:
 def resolve_dataset_name(name: str) -> str:
     """``name`` as a run stores it: ``imagefolder:PATH`` with PATH made absolute (``~`` expanded, against the
     current folder), so the run's data is found again from any folder (``convzoo eval``); other names, and
-    an empty PATH (refused by :func:`load_dataset`), unchanged."""
-    if not name.startswith("imagefolder:") or not name.split(":", 1)[1].strip():
+    an empty PATH (refused by :func:`load_dataset`), unchanged. So is ``shards:PATH`` (a URL is kept as it is)."""
+    from convzoo.data.shards import is_url
+
+    kind, _, path = name.partition(":")
+    if kind not in ("imagefolder", "shards") or not path.strip() or (kind == "shards" and is_url(path)):
         return name
-    return "imagefolder:" + os.path.abspath(os.path.expanduser(name.split(":", 1)[1]))
+    return f"{kind}:" + os.path.abspath(os.path.expanduser(path))
 
 
 def load_dataset(name: str, *, data_dir: str | os.PathLike[str] | None = None, download: bool = False,

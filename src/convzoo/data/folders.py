@@ -23,7 +23,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -33,8 +33,8 @@ from convzoo.data.images import MAX_PIXELS, read_file, walk_images
 from convzoo.errors import DataError
 from convzoo.utils.atomic import atomic_path
 
-__all__ = ["FileSplit", "ImageFolder", "SplitFolders", "file_digest", "inspect_files", "is_archive",
-           "scan_image_folder", "split_folders"]
+__all__ = ["ByteSource", "FileSplit", "ImageFolder", "SplitFolders", "file_digest", "inspect_bytes", "inspect_files",
+           "is_archive", "scan_image_folder", "split_folders"]
 
 _INSPECT_FORMAT = 1  # bump when what inspect_files caches changes
 
@@ -64,6 +64,13 @@ def split_folders(root: Path) -> SplitFolders:
     return SplitFolders(root, None, None)
 
 
+class ByteSource(Protocol):
+    """Where a split's images are when they are not files of their own (shards, :mod:`convzoo.data.shards`):
+    ``read(position)`` gives the encoded bytes of the image at ``position`` in the source."""
+
+    def read(self, position: int) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class FileSplit:
     """One split on disk: ``files`` each image's path as found (its class folder gives its label), ``labels``
@@ -73,24 +80,37 @@ class FileSplit:
     The leakage check (:func:`convzoo.data.check_disjoint`) compares hashes of file bytes here, where the
     in-memory path compares hashes of decoded pixels: a byte-for-byte copy of a training file is caught, a
     re-encoded copy is not. ``digest`` (SHA-256 of the hashes and labels, :func:`file_digest`) is the split's
-    identity that a run records."""
+    identity that a run records.
+
+    ``source``: None when ``files`` are the image files themselves; else the images' bytes are read from it
+    (shards), ``indices`` int64 ``N`` giving each image's position there and ``files`` only naming the images
+    (in messages)."""
 
     files: tuple[str, ...]
     labels: Tensor
     hashes: Tensor | None = None
     sizes: Tensor | None = None
     digest: str = ""
-    indices: Tensor | None = None  # (always None: ``files`` name the images themselves)
+    indices: Tensor | None = None  # positions in ``source`` (None without one: ``files`` are the images)
+    source: ByteSource | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def image(self, i: int) -> str | bytes:
+        """What :func:`~convzoo.data.images.decode_image` reads image ``i`` from: its file, or its bytes."""
+        if self.source is None:
+            return self.files[i]
+        assert self.indices is not None
+        return self.source.read(int(self.indices[i]))
 
     def take(self, index: Tensor) -> FileSplit:
         """The images at ``index`` (positions in this split), in that order."""
         positions = index.tolist()
         return replace(self, files=tuple(self.files[i] for i in positions), labels=self.labels[index],
                        hashes=None if self.hashes is None else self.hashes[index],
-                       sizes=None if self.sizes is None else self.sizes[index], digest="")
+                       sizes=None if self.sizes is None else self.sizes[index], digest="",
+                       indices=None if self.indices is None else self.indices[index])
 
 
 @dataclass(frozen=True)
@@ -156,8 +176,8 @@ def inspect_files(split: FileSplit, cache_dir: Path | None = None, threads: int 
     Pillow recognises, or that declares more than ``MAX_PIXELS``, is refused here, naming it, before any
     training starts. With ``cache_dir``, the result is kept under ``cache_dir/inspected``, keyed by each
     file's path, size and modification time, so a second run (or a resume) reads no file."""
-    if split.hashes is not None and split.sizes is not None:
-        return split
+    if split.hashes is not None and split.sizes is not None:  # (shards carry them; a split taken from one, no digest)
+        return split if split.digest else _with(split, split.hashes, split.sizes)
     path = None
     if cache_dir is not None:
         path = cache_dir / "inspected" / f"{_stat_key(split.files)}.safetensors"
@@ -187,11 +207,17 @@ def file_digest(hashes: Tensor, labels: Tensor) -> str:
 
 def _inspect_one(file: str) -> tuple[int, int, int]:
     """(hash of the bytes as a signed 64-bit integer, height, width) of one image file, or a DataError."""
+    return inspect_bytes(read_file(Path(file)), file)
+
+
+def inspect_bytes(data: bytes, file: str) -> tuple[int, int, int]:
+    """(hash of ``data`` as a signed 64-bit integer, height, width as displayed, EXIF orientation applied) of an
+    image file's bytes, read from its header; a DataError naming ``file`` when it is no image Pillow recognises,
+    cannot be read or declares more than ``MAX_PIXELS``."""
     import io
 
     from PIL import Image, UnidentifiedImageError
 
-    data = read_file(Path(file))
     digest = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
     try:
         with Image.open(io.BytesIO(data)) as image:

@@ -59,6 +59,7 @@ class StreamDataset(Dataset[tuple[Tensor, int] | None]):
 
     def __init__(self, split: FileSplit, transform: Callable[[Tensor], Tensor], channels: int, *, seed: int = 0,
                  train: bool = False) -> None:
+        self.split = split
         self.files = split.files
         self.labels = split.labels.tolist()
         self.transform = transform
@@ -73,7 +74,7 @@ class StreamDataset(Dataset[tuple[Tensor, int] | None]):
     def __getitem__(self, key: Key) -> tuple[Tensor, int] | None:
         epoch, index = key
         try:
-            X = as_channels(decode_image(self.files[index]), self.channels)  # C x H x W uint8
+            X = as_channels(decode_image(self.split.image(index), name=self.files[index]), self.channels)  # C x H x W
         except DataError as err:
             if index not in self.warned:
                 self.warned.add(index)
@@ -140,9 +141,9 @@ class EpochBatchSampler(Sampler[list[Key]]):
                 yield [(epoch, i) for i in range(lo + step * B, min(lo + (step + 1) * B, hi))]
 
 
-def _decoded_or_none(file: str) -> Tensor | None:
+def _decoded_or_none(split: FileSplit, i: int) -> Tensor | None:
     try:
-        return decode_image(file)
+        return decode_image(split.image(i), name=split.files[i])
     except DataError as err:
         print(f"warning: {err}; left out of the channel statistics", file=sys.stderr, flush=True)
         return None
@@ -164,7 +165,7 @@ def sample_channels_and_stats(split: FileSplit, size: int, *, sample: int = STAT
     with ThreadPoolExecutor(threads or 2) as pool:
         # a few images at a time: pool.map over all of them would hold every decoded image until it is summed
         images = (X for lo in range(0, len(pick), 8)
-                  for X in pool.map(lambda i: _decoded_or_none(split.files[i]), pick[lo:lo + 8]))
+                  for X in pool.map(lambda i: _decoded_or_none(split, i), pick[lo:lo + 8]))
         channels = 1
         total = torch.zeros(3, dtype=torch.float64)
         squares = torch.zeros(3, dtype=torch.float64)

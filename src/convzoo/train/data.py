@@ -7,10 +7,11 @@ leakage, on one of two paths behind one ``--dataset``.
   memory), and ``--image-size`` is unset or that size. Then nothing changes from before: the same tensors,
   batches and results, bit for bit.
 - **Streaming** (``StreamedData``, files on disk, ``train/loader.py``'s ``StreamBatches``): every other image
-  folder, or any with ``--stream``. Images of other sizes are never stretched to one: training crops
-  (``RandomResizedCrop``) and evaluation resizes the shorter side and crops the centre, at ``--image-size``
-  (default: the model's default input size). ``--train-limit`` and ``--val-split`` pick files before any
-  is decoded.
+  folder, or any with ``--stream``; and always shards (``shards:WHERE``, written by ``convzoo pack``,
+  :mod:`convzoo.data.shards`), whose images are read from their chunks by position instead of from files.
+  Images of other sizes are never stretched to one: training crops (``RandomResizedCrop``) and evaluation
+  resizes the shorter side and crops the centre, at ``--image-size`` (default: the model's default input size).
+  ``--train-limit`` and ``--val-split`` pick files before any is decoded.
 
 Either way the run says at its start, in one line, which path it took and why (:func:`load_run_data`).
 """
@@ -93,6 +94,8 @@ def load_splits(config: TrainConfig) -> tuple[RunData, Split | FileSplit | None]
 
 def load_run_data(config: TrainConfig) -> tuple[RunData, Split | FileSplit | None, str | None]:
     """:func:`load_splits`, and for an image folder the line that says which path it took and why."""
+    if config.dataset.startswith("shards:"):
+        return _sharded(config)
     if not config.dataset.startswith("imagefolder:"):
         if config.stream or config.image_size:
             flag = "--stream" if config.stream else "--image-size"
@@ -117,6 +120,26 @@ def load_run_data(config: TrainConfig) -> tuple[RunData, Split | FileSplit | Non
     return streamed, files, (f"data: streamed from disk, decoded by {decoder}: {why}; {streamed.size}x{streamed.size} "
                              f"crops, {streamed.channels} channel(s), mean/std of a fixed sample of "
                              f"{min(STATS_SAMPLE, len(streamed.train))} training images")
+
+
+def _sharded(config: TrainConfig) -> tuple[StreamedData, FileSplit | None, str]:
+    """``shards:WHERE``: the splits of the shards, streamed (each image read from its chunk by its position)."""
+    from convzoo.data.shards import open_shards
+
+    where = config.dataset.split(":", 1)[1]
+    if not where.strip():
+        raise DataError("shards:WHERE needs the folder or URL convzoo pack wrote, e.g. shards:./flowers-shards or "
+                        "shards:s3://bucket/flowers; got an empty one")
+    cache = default_cache_dir()
+    folder = open_shards(where, cache)
+    if folder.val is not None and config.val_split:
+        raise ConvzooError(f"{folder.where} has a val split, the run's validation split; drop --val-split")
+    streamed, files = _streamed(config, folder, cache)
+    decoder = "DataLoader workers" if config.workers != 0 else "this process"
+    return streamed, files, (f"data: streamed from litdata shards, read by position and decoded by {decoder} "
+                             f"(shards always stream); {streamed.size}x{streamed.size} crops, {streamed.channels} "
+                             f"channel(s), mean/std of a fixed sample of {min(STATS_SAMPLE, len(streamed.train))} "
+                             "training images")
 
 
 def _choose(config: TrainConfig, folder: ImageFolder, cache: Path) -> tuple[bool, str]:

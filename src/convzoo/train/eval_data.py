@@ -1,7 +1,7 @@
 """The images ``convzoo eval`` evaluates a checkpoint on, as batches its model takes:
 
 - the run's own test or validation split (its ``test/``; its ``val/``, or the ``--val-split`` carve-out made
-  again), checked by content to be the data it was trained on;
+  again; from its shards for a ``shards:`` run), checked by content to be the data it was trained on;
 - with ``--dataset imagefolder:DIR``, any labelled folder: ``DIR/<class>/`` whole, or the ``--split`` of a
   ``DIR/train/`` + ``val/``/``test/`` layout (default ``test/``, else ``val/``). Its class folders must be
   among the run's classes (a folder lacking some of them is fine); labels are numbered by the run's classes.
@@ -25,6 +25,7 @@ from convzoo.data.datasets import split_train_val_files
 from convzoo.data.folders import FileSplit, SplitFolders, inspect_files, is_archive, scan_image_folder, split_folders
 from convzoo.data.formats import extract_once, list_classes
 from convzoo.data.presets import DEFAULT_CROP_PCT, eval_transform
+from convzoo.data.shards import open_shards
 from convzoo.errors import ConvzooError, DataError
 from convzoo.train.loader import StreamBatches, default_workers
 from convzoo.train.pipeline import Batches, Preprocess
@@ -121,10 +122,18 @@ def _own_split(checkpoint: Path, meta: dict[str, Any], split: str, data_dir: str
 
 
 def _own_files(checkpoint: Path, meta: dict[str, Any], split: str, data_dir: str | None) -> FileSplit:
-    """The streamed run's own test or validation split, on disk, checked against the run's record of it."""
-    path = Path(data_dir) if data_dir is not None else _folder_path(meta["dataset"])
+    """The streamed run's own test or validation split, on disk (or in its shards), checked against the run's
+    record of it."""
     cache = default_cache_dir()
-    folder = scan_image_folder(path, cache, tuple(meta["classes"]))
+    if meta["dataset"].startswith("shards:"):  # --data-dir: the same shards elsewhere (a folder or a URL)
+        path: Path | str = data_dir if data_dir is not None else meta["dataset"].split(":", 1)[1]
+        folder = open_shards(str(path), cache)
+        if folder.classes != tuple(meta["classes"]):
+            raise DataError(f"{folder.where} holds the classes {', '.join(folder.classes)}, the run was trained on "
+                            f"{', '.join(meta['classes'])}; point --data-dir at the run's own shards")
+    else:
+        path = Path(data_dir) if data_dir is not None else _folder_path(meta["dataset"])
+        folder = scan_image_folder(path, cache, tuple(meta["classes"]))
     chosen: FileSplit | None
     if split == "test":
         chosen = folder.test
