@@ -1,7 +1,8 @@
 """User-facing errors: each message is one line saying what is wrong and how to fix it.
 
-The command line prints them as ``convzoo: error: ...`` and exits with code 2, without a traceback;
-anything else reaching it is a bug (``convzoo.cli._boundary``).
+The command line prints them as ``convzoo: error: ...`` and exits with code 2, without a traceback
+(``DivergenceError`` 3; ``PeerLostError`` 4, silently); anything else reaching it is a bug
+(``convzoo.cli._boundary``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ class DataError(ConvzooError):
 
 class RunError(ConvzooError):
     """A run directory cannot be used: locked, already holding a run, or resumed with another config."""
+
+
+class PeerLostError(RunError):
+    """Another process of the run ended (killed, or stopped by its own error) while this one was exchanging
+    with it: nothing wrong in this process, which has nothing to add. The command line exits 4 without a word;
+    ``convzoo train --nproc-per-node`` (torchrun, for its own launches) names the process that ended first, and
+    the last checkpoint is intact for ``--resume``."""
 
 
 class DivergenceError(ConvzooError):

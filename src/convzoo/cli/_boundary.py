@@ -7,6 +7,9 @@
   exit 2. Any other ``OSError`` is a bug.
 - In a run of several processes (torchrun), a user error or an interrupt reaches every process together and
   rank 0 alone prints its line; the other processes exit with the same code, silently.
+- ``PeerLostError``: another process of the run ended while this one exchanged with it. This process has
+  nothing to say (it is not its error, and no bug): exit 4, silently; ``convzoo train --nproc-per-node``'s
+  launcher prints the one line naming the process that ended (torchrun's own launcher lists the exit codes).
 - ``KeyboardInterrupt``: ``convzoo: interrupted``, exit 130. The trainer's ``Interrupted`` (SIGINT or
   SIGTERM caught inside a run, whose state it saved; ``convzoo report`` lets it through): its one line, which
   names the checkpoint, exit 130 or 143.
@@ -15,8 +18,9 @@
 - Anything else is a bug in convzoo: one line saying so, with the exception, and the path of a file
   holding the traceback to report; exit 1. ``convzoo --debug`` or ``CONVZOO_DEBUG=1`` prints the traceback.
 
-Nothing here reads an exception's message to decide what it is; the one place torch forces that (its
-CPU allocator's failure is a plain ``RuntimeError``) is :func:`convzoo.errors.as_out_of_memory`.
+Nothing here reads an exception's message to decide what it is; the two places torch forces that (its
+CPU allocator's failure and gloo's lost connection are each a plain ``RuntimeError``) are
+:func:`convzoo.errors.as_out_of_memory` and :func:`convzoo.train.distributed.lost_peer`.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from convzoo.errors import ConvzooError, DivergenceError, UsageError, as_out_of_memory
+from convzoo.errors import ConvzooError, DivergenceError, PeerLostError, UsageError, as_out_of_memory
 
-__all__ = ["EXIT_BUG", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USER_ERROR", "guarded", "one_line"]
+__all__ = ["EXIT_BUG", "EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_PEER_LOST", "EXIT_USER_ERROR", "guarded", "one_line"]
 
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_PEER_LOST = 4  # another process of the run ended: this one stops, silently
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process that SIGINT ended
 
 # errno -> what to tell the user; ENOENT, ENOTDIR and EISDIR only count when the error names its file (a
@@ -205,6 +210,8 @@ def guarded(command: Callable[[], int], argv: Sequence[str]) -> int:
                 print(one_line(f"convzoo: {raised}"), file=sys.stderr)
             return signal_code
         error = as_out_of_memory(raised) or raised
+        if isinstance(error, PeerLostError):
+            return EXIT_PEER_LOST
         if isinstance(error, ConvzooError):
             prog = error.prog if isinstance(error, UsageError) else "convzoo"
             if not echoed_by_rank_0():

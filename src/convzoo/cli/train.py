@@ -2,7 +2,8 @@
 
 Every ``TrainConfig`` field is a flag (``--batch-size``, ``--no-normalize``); only the flags given
 override the recipe and the config file. Exit codes: 0 done, 2 bad input, 3 diverged (the error boundary:
-``DivergenceError``), 130/143 interrupted by SIGINT/SIGTERM with the state saved (here: the run's
+``DivergenceError``), 4 another process of the run ended (``PeerLostError``: this one stops silently, the
+launcher names that process), 130/143 interrupted by SIGINT/SIGTERM with the state saved (here: the run's
 ``Interrupted``, with the command that resumes it).
 """
 
@@ -70,7 +71,9 @@ def register(sub: Subcommands) -> None:
 
     p = sub.add_parser("train", help="train a zoo model (checkpoints, metrics, plots in a run directory)",
                        description="Train a zoo model. Exit codes: 0 done, 2 bad input, 3 diverged (non-finite "
-                                   "loss), 130/143 interrupted by SIGINT/SIGTERM (state saved; --resume continues).")
+                                   "loss), 4 another process of the run ended (this one stops silently; "
+                                   "--nproc-per-node names the process), 130/143 interrupted by SIGINT/SIGTERM "
+                                   "(state saved; --resume continues).")
     p.add_argument("--config", metavar="FILE.toml", help="read the configuration from a TOML file")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe: d2l (per-model "
                    "hyperparameters of d2l's train_ch6), fast (our best CPU recipe) or airbench (airbench94's "
@@ -88,8 +91,9 @@ def register(sub: Subcommands) -> None:
 def _launch(args: argparse.Namespace) -> int:
     """``convzoo train --nproc-per-node N ...``: the same command line (less ``--nproc-per-node``) in N processes
     started by torchrun's launcher for one machine (``torchrun --standalone``), in this process. A user error
-    is said once, by rank 0; a process that was killed or crashed is named in one line. The exit code is the
-    first failed process's (128 + the signal for one killed by a signal), 0 when all finished."""
+    is said once, by rank 0; a process that was killed or crashed is named in one line (those that stopped because
+    it ended, exit 4, say nothing and are never the first). The exit code is the first failed process's (128 +
+    the signal for one killed by a signal), 0 when all finished."""
     import os
     import signal
     import uuid
@@ -97,7 +101,7 @@ def _launch(args: argparse.Namespace) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from convzoo.cli._boundary import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USER_ERROR
+    from convzoo.cli._boundary import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PEER_LOST, EXIT_USER_ERROR
 
     argv, rest, skip = list(getattr(args, "_argv", sys.argv[1:])), [], False
     for token in argv:  # the command line as typed, less --nproc-per-node
@@ -118,14 +122,16 @@ def _launch(args: argparse.Namespace) -> int:
         elastic_launch(config, entrypoint=sys.executable)("-m", "convzoo", *rest)
     except ChildFailedError as failed:
         said = {EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED, 128 + signal.SIGTERM}  # rank 0 said why
-        # the first to fail; at the same second, not one the launcher itself stopped with SIGTERM
+        # the first to fail: not one that stopped because another ended (the failures' times are whole seconds);
+        # at the same second, not one the launcher itself stopped with SIGTERM
         first_rank, first = min(failed.failures.items(),
-                                key=lambda item: (item[1].timestamp, item[1].exitcode == -signal.SIGTERM, item[0]))
+                                key=lambda item: (item[1].exitcode == EXIT_PEER_LOST, item[1].timestamp,
+                                                  item[1].exitcode == -signal.SIGTERM, item[0]))
         codes = {f.exitcode for f in failed.failures.values()} - {-signal.SIGTERM}  # (the launcher stopped those)
         if not codes or not codes <= said:
             def what(rank: int, code: int) -> str:
                 how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-                return f"rank {rank} {how}"
+                return f"rank {rank} {'stopped, its peers lost' if code == EXIT_PEER_LOST else how}"
             others = [what(r, f.exitcode) for r, f in sorted(failed.failures.items()) if r != first_rank]
             print(f"convzoo: error: the run of {n} processes failed: {what(first_rank, first.exitcode)} first"
                   + (f" ({'; '.join(others)})" if others else "") + "; the last checkpoint is intact (continue "

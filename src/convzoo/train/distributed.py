@@ -11,6 +11,12 @@ process: sums across processes (the epoch's loss and accuracy, the evaluation's 
 average of the batch-norm running statistics, an agreement on errors (a user error raised by one process
 stops every process with that message, printed once, by rank 0) and an object sent from rank 0 to all
 (the run directory's name, a checkpoint read from rank 0's disk).
+
+An exchange that fails because a peer ended (killed, or stopped by its own error) raises ``PeerLostError``,
+which the command line turns into a silent exit 4 (the launcher names the process that ended); any other
+failed exchange (a timeout) is a ``RunError`` that says so. The run's own exchanges are wrapped here; the
+gradients' exchange inside ``DistributedDataParallel``'s backward is :func:`average_gradients`, the comm hook
+registered where the model is wrapped, and the training step runs inside :meth:`Dist.exchanges`.
 """
 
 from __future__ import annotations
@@ -21,22 +27,18 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from convzoo.errors import ConvzooError, RunError
+from convzoo.errors import ConvzooError, PeerLostError, RunError
 
-__all__ = ["SINGLE", "Dist", "PeerLostError", "from_environment", "setup"]
+__all__ = ["SINGLE", "Dist", "PeerLostError", "average_gradients", "from_environment", "setup"]
 
 T = TypeVar("T")
-
-
-class PeerLostError(RunError):
-    """Another process of the run stopped (killed, or failed with its own message) or stopped answering."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Dist:
     local_rank: int = 0
     local_world: int = 1
     backend: str | None = None  # "gloo" or "nccl" once joined; None for one process
+    # what average_gradients saw fail (the gradients' exchange, in a thread of the backend), for exchanges()
+    _failed: list[ConvzooError] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def main(self) -> bool:
@@ -138,16 +142,89 @@ class Dist:
             offset += b.numel()
 
     @contextmanager
-    def _peers(self) -> Iterator[None]:
-        """A failed exchange means a peer is gone: a run error naming the way on, not a bug."""
+    def exchanges(self) -> Iterator[None]:
+        """Around work that exchanges with the other processes among other things (the training step: the
+        ``DistributedDataParallel`` model's forward and backward, whose gradients :func:`average_gradients`
+        exchanges): a failure of the exchange raises its user-facing error (``PeerLostError`` for a lost peer);
+        any other error goes on as it was (a bug in the model stays a bug)."""
+        if not self.active:
+            yield
+            return
         try:
             yield
-        except (torch.distributed.DistError, RuntimeError) as err:
-            if isinstance(err, ConvzooError):
-                raise
-            raise PeerLostError(f"rank {self.rank} of {self.world} lost its peers ({_gist(err)}): another process was "
-                           "killed, failed or timed out (see its message; torchrun names the rank); the last "
-                           "checkpoint is intact, continue with --resume RUN_DIR") from err
+        except RuntimeError as err:
+            if self._failed:  # the backward's error is the hook's, wrapped in torch's text
+                failed = self._failed[0]
+                self._failed.clear()
+                raise failed from err
+            if lost_peer(err):  # (an exchange of DistributedDataParallel's own: the parameters' broadcast)
+                raise self._failure(err) from err
+            raise
+
+    @contextmanager
+    def _peers(self) -> Iterator[None]:
+        """Around one exchange: its failure means a peer is gone or silent, a run error, not a bug."""
+        try:
+            yield
+        except RuntimeError as err:
+            raise self._failure(err) from err
+
+    def _failure(self, err: RuntimeError) -> ConvzooError:
+        """A failed exchange as the error to raise: ``PeerLostError`` when the connection to a peer is gone
+        (it ended), else a ``RunError`` naming what the exchange said (a peer that stopped answering)."""
+        if lost_peer(err):
+            return PeerLostError(f"rank {self.rank} of {self.world} lost its peers ({_gist(err)}): another process "
+                                 "ended (killed, or stopped by its own error; torchrun names the rank); the last "
+                                 "checkpoint is intact, continue with --resume RUN_DIR")
+        return RunError(f"rank {self.rank} of {self.world} lost its peers ({_gist(err)}): another process was "
+                        "killed, failed or timed out (see its message; torchrun names the rank); the last "
+                        "checkpoint is intact, continue with --resume RUN_DIR")
+
+
+# What a gloo exchange (torch 2.14, gloo/transport/tcp/pair.cc) says when the other side's socket is gone: the
+# peer process ended. "Read error [ADDR]: Connection reset by peer", "Connection closed by peer [ADDR]",
+# "writev [ADDR]: Broken pipe", "Socket closed [ADDR]".
+_LOST_PEER = ("connection reset by peer", "connection closed by peer", "broken pipe", "socket closed")
+
+
+def lost_peer(err: BaseException) -> bool:
+    """Whether ``err``, raised by an exchange, says that the connection to a peer is gone (the peer ended).
+
+    torch gives a lost peer no type of its own: gloo's failures are all a plain ``RuntimeError`` (a timeout
+    too, which is not a lost peer: the peer may still be there), so the text is read, here alone, and only
+    for an error an exchange raised."""
+    return isinstance(err, RuntimeError) and any(words in str(err).lower() for words in _LOST_PEER)
+
+
+def average_gradients(dist: Dist, bucket: torch.distributed.GradBucket) -> torch.futures.Future[Tensor]:
+    """``DistributedDataParallel``'s comm hook (``register_comm_hook(dist, average_gradients)``, where the model
+    is wrapped): one bucket of gradients averaged over the processes as torch's default does (each divided by
+    the processes, then summed). A failure is recorded in ``dist`` for :meth:`Dist.exchanges`: it reaches the
+    backward's caller as a ``RuntimeError`` in torch's words, whose type says nothing."""
+
+    def failed(err: RuntimeError) -> None:
+        dist._failed.append(dist._failure(err))
+
+    tensor = bucket.buffer().div_(dist.world)
+    try:
+        future = torch.distributed.all_reduce(tensor, async_op=True).get_future()  # type: ignore[union-attr]
+    except RuntimeError as err:  # (gloo may refuse to start it, its connection already closed)
+        failed(err)
+        raise
+
+    def summed(done: torch.futures.Future[list[Tensor]]) -> Tensor:
+        try:
+            return done.value()[0]
+        except RuntimeError as err:
+            failed(err)
+            raise
+
+    return future.then(summed)
+
+
+# DistributedDataParallel checks a hook's annotations as objects; with postponed annotations they are strings
+average_gradients.__annotations__["bucket"] = torch.distributed.GradBucket
+average_gradients.__annotations__["return"] = torch.futures.Future[Tensor]
 
 
 def _gist(err: BaseException) -> str:
@@ -215,7 +292,7 @@ def setup(device: torch.device, threads: int | None, timeout_s: float) -> Dist:
             torch.distributed.init_process_group(backend, timeout=timedelta(seconds=timeout_s), rank=dist.rank,
                                                  world_size=dist.world, **kwargs)
         except (torch.distributed.DistError, RuntimeError, ValueError) as err:
-            raise PeerLostError(f"rank {dist.rank} could not join the other {dist.world - 1} process(es) within "
+            raise RunError(f"rank {dist.rank} could not join the other {dist.world - 1} process(es) within "
                            f"{timeout_s:g} s at {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
                            f"({type(err).__name__}); start every process (or raise --dist-timeout)") from err
     return Dist(dist.rank, dist.world, dist.local_rank, dist.local_world, backend)

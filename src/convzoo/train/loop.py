@@ -151,7 +151,7 @@ def train_one_epoch(net: nn.Module, forward: Callable[[Tensor], Tensor], batches
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # (--bias-lr-scale's group)
         torch.manual_seed(derive_seed(config.seed, "step", epoch, step))  # dropout draws, per step
-        with timer.step():
+        with timer.step(), dist.exchanges():  # (the model's forward and backward exchange with the other processes)
             with autocast:
                 logits = forward(X)
                 if dist.active:

@@ -28,7 +28,7 @@ from convzoo.train.averaging import WeightAverage
 from convzoo.train.checkpoint import CHECKPOINT_FORMAT
 from convzoo.train.config import TrainConfig
 from convzoo.train.data import RunData, StreamedData, load_splits
-from convzoo.train.distributed import SINGLE, Dist
+from convzoo.train.distributed import SINGLE, Dist, average_gradients
 from convzoo.train.env import keep_batch_memory, pick_device
 from convzoo.train.evaluation import EvalResult, evaluate_batches
 from convzoo.train.init import whiten_
@@ -158,9 +158,11 @@ def build_run(config: TrainConfig, data: RunData, val_split: Split | FileSplit |
         whiten_(net, data.train, preprocess, config.seed)  # see the frozen kernels as frozen)
     train_module: nn.Module = net
     if dist.active:  # the gradients averaged over the processes; batch-norm statistics stay each process's own
-        train_module = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
-            gradient_as_bucket_view=True)
+        with dist.exchanges():  # (it broadcasts rank 0's parameters)
+            train_module = nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
+                gradient_as_bucket_view=True)
+        train_module.register_comm_hook(dist, average_gradients)  # (a lost peer is known as one: Dist.exchanges)
     forward: Callable[[Tensor], Tensor] = net
     train_forward: Callable[[Tensor], Tensor] = train_module
     if config.compile:
