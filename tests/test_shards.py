@@ -168,6 +168,10 @@ def test_damaged_shards_are_refused_when_opened(tmp_path):
     index.write_text(json.dumps(meta))
     with pytest.raises(ConvzooError, match=r"train/ does not hold what the manifest records"):
         open_shards(str(tmp_path / "out"), tmp_path / "cache")
+    files = tmp_path / "out" / "train" / "convzoo-files.safetensors"
+    files.write_bytes(files.read_bytes()[:40])  # cut short
+    with pytest.raises(ConvzooError, match=r"train/ is damaged or incomplete"):
+        open_shards(str(tmp_path / "out"), tmp_path / "cache")
 
 
 # ---- training from shards ------------------------------------------------------------------------------------
@@ -230,6 +234,30 @@ def test_shards_at_a_url_are_fetched_through_litdata_into_the_cache(tmp_path, mo
     assert list((tmp_path / "cache" / "shards").rglob("chunk-*.bin"))  # downloaded whole into the cache
     with pytest.raises(ConvzooError, match=r"could not fetch convzoo-shards.json"):
         open_shards(f"local:{tmp_path / 'nothing'}", tmp_path / "cache")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_run_from_shards_stopped_mid_epoch_resumes_to_the_folder_runs_weights(tmp_path):
+    """3 epochs of 4 steps; the 7th call of lr_at (once a step, once per epoch's row) is step 2 of epoch 2: SIGINT
+    there saves mid-epoch. The run from the shards (2 loader workers), stopped and resumed (none), ends where the
+    uninterrupted run from the folder ends, bit for bit."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from reliability.harness import launch, outcome
+
+    root = _photos(tmp_path / "pets", "train", 11, seed=0)  # 33 images: 4 steps of 8 (the last 1 dropped)
+    _photos(root, "val", 1, seed=1)
+    pack_folder(root, tmp_path / "shards", cache_dir=tmp_path / "cache")
+    args = ["train", "--model", "simple_cnn", "--image-size", "28", "--epochs", "3", "--batch-size", "8", "--quiet"]
+    reference = launch([*args, "--dataset", f"imagefolder:{root}", "--out", str(tmp_path / "ref"), "--workers", "0"])
+    assert reference.wait(300) == 0, reference.stderr.read() if reference.stderr else ""
+    faulty = launch([*args, "--dataset", f"shards:{tmp_path / 'shards'}", "--out", str(tmp_path / "run"),
+                     "--workers", "2"], at=["optim.lr_at:7:INT"])
+    assert faulty.wait(300) == 130, faulty.stderr.read() if faulty.stderr else ""
+    resumed = launch(["train", "--resume", str(tmp_path / "run"), "--workers", "0", "--quiet"])
+    assert resumed.wait(300) == 0, resumed.stderr.read() if resumed.stderr else ""
+    assert "at epoch 2, step 2" in (resumed.stdout.read() if resumed.stdout else "")
+    assert outcome(tmp_path / "run") == outcome(tmp_path / "ref")
 
 
 # ---- two processes -------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ What ``convzoo pack DIR OUT`` writes, one litdata data set per split of ``DIR``'
   ``--max-side N`` and a longer side above ``N``, the image re-encoded at longer side ``N``, aspect ratio kept;
 - ``OUT/<split>/convzoo-files.safetensors``: per image its label, the 64-bit hash of its stored bytes and its
   height and width (what the leakage check and the run's record of its data use, as
-  :func:`~convzoo.data.folders.inspect_files` gives them for a folder), the images' names in the folder in its
-  metadata;
+  :func:`~convzoo.data.folders.inspect_files` gives them for a folder), and the images' names in the folder
+  (NUL-separated UTF-8, named in messages);
 - ``OUT/convzoo-shards.json``: the manifest: format, classes, each split's image count and digest.
 
 So a run needs nothing of the folder: the splits, labels, hashes and sizes are read from the manifest, and an
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from convzoo.data.folders import FileSplit, ImageFolder, file_digest, inspect_bytes, scan_image_folder
@@ -158,9 +159,11 @@ def _pack_split(split: FileSplit, root: Path, dest: Path, *, max_side: int | Non
     writer.merge()
     hash_tensor = torch.tensor(hashes, dtype=torch.int64)
     names = [os.path.relpath(f, root) for f in split.files]
+    joined = "\0".join(names).encode()  # (NUL is in no path; a tensor, not the header: that is limited to 100 MB)
     save_file({"labels": split.labels.contiguous(), "hashes": hash_tensor,
-               "sizes": torch.tensor(sizes, dtype=torch.int32).view(-1, 2)},
-              str(dest / FILES), metadata={"names": json.dumps(names)})
+               "sizes": torch.tensor(sizes, dtype=torch.int32).view(-1, 2),
+               "names": torch.from_numpy(np.frombuffer(joined, dtype=np.uint8).copy())},
+              str(dest / FILES))
     os.chmod(dest / FILES, 0o644)  # (safetensors writes it for its owner alone; shards are read by others)
     return len(labels), file_digest(hash_tensor, split.labels), resized, stored
 
@@ -285,15 +288,15 @@ def open_shards(where: str, cache_dir: Path) -> ImageFolder:
 
 
 def _read_split(where: str, local: Path, name: str, recorded: dict[str, Any], chunk_cache: str | None) -> FileSplit:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = local / name / FILES
     try:
         with safe_open(str(path), framework="pt") as f:
             labels, hashes, sizes = (f.get_tensor(k) for k in ("labels", "hashes", "sizes"))
-            names = json.loads((f.metadata() or {})["names"])
+            names = f.get_tensor("names").numpy().tobytes().decode().split("\0")
         indexed = sum(int(c["chunk_size"]) for c in json.loads((local / name / "index.json").read_text())["chunks"])
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
         raise DataError(f"shards:{where}: {name}/ is damaged or incomplete ({type(err).__name__}: {err}); pack the "
                         "folder again") from None
     count = int(recorded["images"])
