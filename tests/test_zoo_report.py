@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +37,7 @@ def test_report_on_toy_data_resumes_per_model(tmp_path, monkeypatch):
         raise AssertionError("trained a model whose result was saved")
 
     monkeypatch.setattr(report, "run_model", no_training)
-    assert report.run_report(["lenet", "lenet_bn"], runs=runs, out=out, log=lambda line: None) == results
+    assert report.run_report(["lenet", "lenet_bn"], runs=runs, out=out, force=True, log=lambda line: None) == results
 
 
 def test_a_result_made_with_other_settings_is_kept_aside_and_the_model_trained_again(tmp_path, monkeypatch):
@@ -46,10 +48,11 @@ def test_a_result_made_with_other_settings_is_kept_aside_and_the_model_trained_a
                                  data_dir=str(toy), log=lines.append)
     registry_values = report.recipe_values  # the registry's plan for lenet_bn, with another fast lr
     monkeypatch.setattr(report, "recipe_values", lambda model, recipe: registry_values(model, recipe) | {"lr": 0.05})
-    (second,) = report.run_report(["lenet_bn"], budget_minutes=1.0, runs=runs, out=tmp_path / "a",
+    (second,) = report.run_report(["lenet_bn"], budget_minutes=1.0, runs=runs, out=tmp_path / "a", force=True,
                                   data_dir=str(toy), log=lines.append)
     assert (first["lr"], second["lr"]) == (0.1, 0.05)
-    assert "other settings (lr 0.1 -> 0.05)" in lines[-2] and "training again" in lines[-2]
+    assert "other settings (lr 0.1 -> 0.05)" in lines[-3] and "training again" in lines[-3]
+    assert lines[-1] == f"report: {tmp_path / 'a' / 'zoo.md'} and {tmp_path / 'a' / 'zoo.png'}"
     (kept,) = (runs / "fast").glob("lenet_bn.replaced-*")
     assert json.loads((kept / "result.json").read_text()) == first
     assert json.loads((runs / "fast" / "lenet_bn" / "result.json").read_text())["lr"] == 0.05
@@ -77,6 +80,48 @@ def test_a_model_that_cannot_fit_the_budget_is_said_so(tmp_path, monkeypatch):
     table = (tmp_path / "d" / "zoo.md").read_text()
     assert f"| alexnet | fast | cpu | {result['resize']} | 0 | - | 0.881 |" in table
     assert "alexnet does not fit the budget (one epoch takes about 60 min here" in table
+
+
+def test_the_report_goes_to_a_new_run_style_folder_never_into_a_docs_folder_there(tmp_path, monkeypatch, capsys):
+    toy = make_toy_mnist(tmp_path / "toy", 256, 64)
+    (tmp_path / "docs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report, "_estimate_epoch_seconds", lambda *a: 60.0)
+    assert main(["report", "--models", "lenet", "--budget-minutes", "1", "--data-dir", str(toy)]) == 0
+    assert list((tmp_path / "docs").iterdir()) == []
+    (folder,) = (tmp_path / "runs").glob("report-*")
+    assert re.fullmatch(r"report-\d{8}-\d{6}", folder.name)  # as a run directory is named
+    assert sorted(p.name for p in folder.iterdir()) == ["zoo.md", "zoo.png"]
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == f"report: {Path('runs') / folder.name / 'zoo.md'} and " \
+                                   f"{Path('runs') / folder.name / 'zoo.png'}"
+    assert (tmp_path / "runs" / "report" / "d2l" / "lenet" / "result.json").is_file()  # --runs' default: unchanged
+
+
+def test_an_out_folder_holding_a_report_is_refused_unless_force(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "zoo.md").write_text("the report kept in the repository\n")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing --out")
+
+    monkeypatch.setattr(report, "run_model", no_training)
+    assert main(["report", "--models", "lenet", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (f"convzoo: error: --out {out} already holds a report (zoo.md); choose another "
+                                       "--out, or add --force to replace it\n")
+    assert (out / "zoo.md").read_text() == "the report kept in the repository\n"
+    (tmp_path / "a-file").write_text("x")
+    assert main(["report", "--models", "lenet", "--out", str(tmp_path / "a-file"), "--force"]) == 2
+    assert capsys.readouterr().err.startswith(f"convzoo: error: --out {tmp_path / 'a-file'} is a file; --out names "
+                                              "the folder for zoo.md and zoo.png")
+    saved = {"model": "lenet", "recipe": "d2l", **report.planned("lenet", "d2l", "cpu", False), "epochs": 1,
+             "test_acc": 0.5, "seconds": 1.0, "curve": [0.5], "d2l_median": 0.804, "budget_minutes": 1.0,
+             "epoch_estimate_s": 60.0}
+    (tmp_path / "runs" / "d2l" / "lenet").mkdir(parents=True)
+    (tmp_path / "runs" / "d2l" / "lenet" / "result.json").write_text(json.dumps(saved))  # nothing to train
+    assert main(["report", "--models", "lenet", "--runs", str(tmp_path / "runs"), "--out", str(out), "--force"]) == 0
+    assert "| lenet | d2l | cpu | 28 | 1 |" in (out / "zoo.md").read_text()
 
 
 @pytest.mark.parametrize("argv, message", [

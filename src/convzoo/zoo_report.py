@@ -95,15 +95,38 @@ def run_model(model: str, *, budget_s: float, device: str, runs: Path, data_dir:
                      "curve": [row["test_acc"] for row in history]}
 
 
+REPORT_FILES = ("zoo.md", "zoo.png")
+
+
+def default_report_dir() -> Path:
+    """A new folder for a report, named as a run directory is: ``runs/report-YYYYmmdd-HHMMSS``."""
+    return Path("runs") / f"report-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def check_report_dir(out: str | os.PathLike[str], *, force: bool = False) -> Path:
+    """``out`` as a folder a report may be written into: refused when it is a file, or when it already holds a
+    report and ``force`` is not set (a report kept in a repository is never replaced by accident)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConvzooError(f"--out {out} is a file; --out names the folder for zoo.md and zoo.png")
+    held = [name for name in REPORT_FILES if (out / name).exists()]
+    if held and not force:
+        raise ConvzooError(f"--out {out} already holds a report ({', '.join(held)}); choose another --out, or "
+                           "add --force to replace it")
+    return out
+
+
 def run_report(models: list[str], *, budget_minutes: float = 15.0, device: str = "cpu",
-               runs: str | os.PathLike[str] = "runs/report", out: str | os.PathLike[str] = "docs",
+               runs: str | os.PathLike[str] = "runs/report", out: str | os.PathLike[str] | None = None,
                data_dir: str | None = None, full_size: bool = False, recipe: str | None = None,
-               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Train each model (skipping those with a result already in ``runs``) and write zoo.md and zoo.png.
+               force: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train each model (skipping those with a result already in ``runs``) and write zoo.md and zoo.png into
+    ``out`` (default: a new ``runs/report-YYYYmmdd-HHMMSS``; a folder already holding a report is refused,
+    before any training, unless ``force``).
 
     ``recipe`` None gives each model the recipe of its ``ReportPlan`` (``fast`` unless it says otherwise).
     """
-    top, out = Path(runs), Path(out)
+    top, out = Path(runs), check_report_dir(default_report_dir() if out is None else out, force=force)
     results = []
     for model in models:
         model_recipe = recipe or _table_entry(model)[1].recipe
@@ -137,6 +160,7 @@ def run_report(models: list[str], *, budget_minutes: float = 15.0, device: str =
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "zoo.md", markdown(results, budget_minutes))
     plot(results, out / "zoo.png")
+    log(f"report: {out / 'zoo.md'} and {out / 'zoo.png'}")
     return results
 
 

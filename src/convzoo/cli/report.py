@@ -26,14 +26,16 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--data-dir", help="folder holding Fashion-MNIST")
     p.add_argument("--runs", default="runs/report",
                    help="where each model's run and result go, under RUNS/RECIPE/MODEL (resumable)")
-    p.add_argument("--out", default="docs", help="where zoo.md and zoo.png go (default docs)")
+    p.add_argument("--out", help="the folder for zoo.md and zoo.png (default: a new runs/report-YYYYmmdd-HHMMSS); "
+                                 "one already holding a report is refused without --force")
+    p.add_argument("--force", action="store_true", help="replace the report already in --out")
     p.set_defaults(_run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from convzoo.models import d2l_models
     from convzoo.train.env import pick_device
-    from convzoo.zoo_report import run_report
+    from convzoo.zoo_report import check_report_dir, default_report_dir, run_report
 
     table = d2l_models()  # the models registered with d2l's recipe, in d2l's order
     models = args.models.split(",") if args.models is not None else table
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConvzooError(f"no d2l recipe for {', '.join(unknown)}; report models: {', '.join(table)}")
     if not (args.budget_minutes > 0 and math.isfinite(args.budget_minutes)):
         raise ConvzooError(f"--budget-minutes must be > 0 and finite, got {args.budget_minutes}")
+    out = check_report_dir(default_report_dir() if args.out is None else args.out, force=args.force)
     run_report(models, budget_minutes=args.budget_minutes, device=str(pick_device(args.device)), runs=args.runs,
-               out=args.out, data_dir=args.data_dir, full_size=args.full_size, recipe=args.recipe)
+               out=out, data_dir=args.data_dir, full_size=args.full_size, recipe=args.recipe, force=args.force)
     return 0
