@@ -30,6 +30,7 @@ from convzoo.data.formats import (
     check_class_folders,
     check_labels,
     extract_once,
+    image_folder_files,
     list_classes,
     read_cifar_batch,
     read_cifar_meta,
@@ -597,10 +598,36 @@ def _check_no_shared_pixels(train: Split | FileSplit, other: Split | FileSplit) 
         raise DataError(f"{len(shared)} of the {len(other)} evaluation images are byte-for-byte copies of a training "
                         f"image ({pairs}{', ...' if len(shared) > 2 else ''}); remove the duplicates from one side, "
                         "the accuracy would count images seen in training")
+    other_files, train_files = _image_files_of(other), _image_files_of(train)
+    if other_files is not None and train_files is not None:
+        pairs = ", ".join(f"{other_files[int(i)]} = {train_files[position[int(other_hashes[i])]]}"
+                          for i in shared[:2])
+        raise DataError(f"{len(shared)} of the {len(other)} evaluation images have the pixels of a training image "
+                        f"({pairs}{', ...' if len(shared) > 2 else ''}); remove the duplicates from one side, the "
+                        "accuracy would count images seen in training")
     pairs = ", ".join(f"#{int(i)} = training #{position[int(other_hashes[i])]}" for i in shared[:3])
     raise DataError(f"{len(shared)} of the {len(other)} evaluation images have the pixels of a training image "
                     f"(evaluation {pairs}{', ...' if len(shared) > 3 else ''}, positions from 0); "
                     "remove the duplicates from one side, the accuracy would count images seen in training")
+
+
+def _image_files_of(split: Split | FileSplit) -> list[str] | None:
+    """Each image's file, for a split read from one folder of class folders (an image folder, CIFAR-10's PNG
+    layout), listed again as it was decoded; None for a split read from files of many images (MNIST's, the
+    CIFAR-10 pickles), or when the folder no longer lists as many images as the split was decoded from."""
+    if isinstance(split, FileSplit):
+        return list(split.files)
+    if len(split.files) != 1 or not Path(split.files[0]).is_dir():
+        return None
+    try:
+        paths, _, _ = image_folder_files(Path(split.files[0]))
+    except DataError:
+        return None
+    positions = split.indices.tolist() if split.indices is not None else range(len(split))
+    decoded = len(split) if split.indices is None else None
+    if (decoded is not None and len(paths) != decoded) or any(p >= len(paths) for p in positions):
+        return None
+    return [str(paths[p]) for p in positions]
 
 
 def _overlap(a: Tensor, b: Tensor) -> bool:

@@ -31,8 +31,8 @@ from torch import Tensor
 from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, read_file, walk_images
 from convzoo.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "check_class_folders", "extract_once", "list_classes", "read_cifar_batch", "read_idx",
-           "read_image_folder", "safe_extract"]
+__all__ = ["IMAGE_EXTENSIONS", "check_class_folders", "extract_once", "image_folder_files", "list_classes",
+           "read_cifar_batch", "read_idx", "read_image_folder", "safe_extract"]
 
 _IDX_UBYTE = 0x08
 
@@ -177,14 +177,11 @@ def check_class_folders(root: Path, classes: tuple[str, ...], files: list[Path])
                             f"{', '.join(IMAGE_EXTENSIONS)}); add images to it or remove it")
 
 
-def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tuple[Tensor, Tensor, tuple[str, ...]]:
-    """Every image of ``root/<class>/...`` as uint8 ``N x C x H x W``, int64 labels and the class names.
-
-    Files are listed by :func:`~convzoo.data.images.walk_images` and decoded by
-    :func:`~convzoo.data.images.decode_image`, as ``predict`` decodes them. C = 1 when every image is gray
-    (all its channels equal), else 3, gray images repeated into three channels. Images of another size
-    than the most common one are resized to it (bilinear, antialiased).
-    """
+def image_folder_files(root: Path, classes: tuple[str, ...] | None = None
+                       ) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    """The image files of ``root/<class>/...`` in the order :func:`read_image_folder` decodes them (class by
+    class, each listed by :func:`~convzoo.data.images.walk_images`), their labels, and the class names
+    (``classes``, the training classes, when given: a folder of another class is refused)."""
     found = list_classes(root)
     classes = classes or found
     unknown = sorted(set(found) - set(classes))
@@ -199,6 +196,18 @@ def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tup
             check_class_folders(root, (name,), files)
             paths += files
             labels += [label] * len(files)
+    return paths, labels, classes
+
+
+def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tuple[Tensor, Tensor, tuple[str, ...]]:
+    """Every image of ``root/<class>/...`` as uint8 ``N x C x H x W``, int64 labels and the class names.
+
+    Files are listed by :func:`~convzoo.data.images.walk_images` and decoded by
+    :func:`~convzoo.data.images.decode_image`, as ``predict`` decodes them. C = 1 when every image is gray
+    (all its channels equal), else 3, gray images repeated into three channels. Images of another size
+    than the most common one are resized to it (bilinear, antialiased).
+    """
+    paths, labels, classes = image_folder_files(root, classes)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow decodes without holding the GIL
         images = list(pool.map(decode_image, paths))  # each C x H x W, C = 1 or 3
     if not images:
