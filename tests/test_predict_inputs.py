@@ -93,7 +93,12 @@ def test_float_is_read_on_the_unit_scale_not_as_bytes(run, pictures):
                                                  "first"),
     (torch.zeros(1, 28, 28, dtype=torch.int64), "tensors are uint8 (0..255) or floating point ([0, 1])"),
     (np.zeros((28, 28)), "numpy arrays must be uint8"),
-    (np.zeros((2, 28, 28, 1), np.uint8), "a numpy array is one image"),
+    (np.zeros((2, 28, 28, 1), np.uint8), "a uint8 ndarray of shape (2, 28, 28, 1) (a numpy array is one image"),
+    # N x H x W gray images: named as passed (it was read as H x W x C and reported as "(1, 28, 10, 28)")
+    (np.zeros((10, 28, 28), np.uint8), "a uint8 ndarray of shape (10, 28, 28) (a numpy array is one image, H x W or "
+                                       "H x W x C with C = 1 or 3, and its last axis is 28; a stack of images N x H x "
+                                       "W (x C) is many images: pass list(a)"),
+    (np.zeros((3, 28, 28), np.uint8), "move its channels last: a.transpose(1, 2, 0)"),
     (5, "cannot read int 5"),
     ([Path("x.png"), b"bytes"], "cannot read bytes b'bytes'"),
 ])
@@ -156,6 +161,17 @@ def test_cli_takes_a_folder_and_a_glob(run, pictures, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.startswith(f"{paths[1]}: ")
     assert "is a folder with no image files" in err and "no file matches this pattern" in err
+
+
+def test_cli_takes_top_k_in_both_spellings_and_points_at_its_own_help(run, pictures, capsys):
+    paths, _ = pictures
+    for flag in ("--topk", "--top-k"):  # torchvision's and timm's scripts spell it --topk; --top-k reads as English
+        assert main(["predict", str(run), str(paths[0]), flag, "2"]) == 0
+        line = capsys.readouterr().out.strip()
+        assert len(line.split(": ", 1)[1].split(", ")) == 2, line
+    assert main(["predict", str(run), str(paths[0]), "--tpk", "2"]) == 2
+    assert capsys.readouterr().err == ("convzoo predict: error: unrecognized arguments: --tpk 2 (did you mean --topk?) "
+                                       "(see convzoo predict --help)\n")
 
 
 def test_cli_json(run, pictures, tmp_path, capsys):

@@ -7,6 +7,7 @@ with the same words, and every command that takes ``--device`` takes the same va
 from __future__ import annotations
 
 import argparse
+import difflib
 import itertools
 import math
 import sys
@@ -45,6 +46,26 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(self.prog, message)
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """argparse's parse, with an unknown argument charged to the subcommand it was given to: ``convzoo
+        predict --top-kk 3`` is "unrecognized arguments: --top-kk 3 (did you mean --top-k?) (see convzoo
+        predict --help)", not a pointer at the top-level help (argparse reports a subcommand's leftovers
+        from the top-level parser)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if not extras:
+            return parsed
+        parser: argparse.ArgumentParser = self
+        for action in self._actions:
+            if isinstance(action, Subcommands):
+                command = getattr(parsed, action.dest, None)
+                parser = action.choices.get(command, parser) if isinstance(command, str) else parser
+        options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+        close = [match for extra in extras if extra.startswith("--")
+                 for match in difflib.get_close_matches(extra.partition("=")[0], options, n=1)]
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise UsageError(parser.prog, f"unrecognized arguments: {' '.join(extras)}{hint}")
 
     def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:

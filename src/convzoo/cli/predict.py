@@ -33,7 +33,8 @@ def register(sub: Subcommands) -> None:
                    "checkpoint (`convzoo models --pretrained` lists them)")
     p.add_argument("--pretrained", metavar="DATASET", help="with --model: the weights trained on DATASET "
                    "(default: the model's default ones; imagenet: torchvision's, from torch.hub's cache)")
-    p.add_argument("--topk", type=positive_int, default=5)
+    p.add_argument("--topk", "--top-k", dest="topk", type=positive_int, default=5, metavar="K",
+                   help="how many classes to print per image (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of a line per image")
     add_device_argument(p, default="cpu")
     p.set_defaults(_run=run)

@@ -178,18 +178,26 @@ def _pil_to_tensor(image: Any) -> Tensor:
     return decode_image(buffer.getvalue(), name="<PIL image>", max_pixels=MAX_PIXELS)
 
 
-def _array_to_tensor(array: Any) -> Tensor:
-    """A uint8 numpy array ``H x W`` or ``H x W x C`` as uint8 ``C x H x W``."""
+def _array_to_tensor(array: Any, channels: int) -> Tensor:
+    """A uint8 numpy array ``H x W`` or ``H x W x C`` (C = 1, 3 or the model's ``channels``) as uint8
+    ``C x H x W``; anything else is refused naming the array's own shape, with what to pass instead."""
     import numpy as np
 
     if array.dtype != np.uint8:
         raise _refused(array, "numpy arrays must be uint8 on the 0..255 scale; for floats on [0, 1] pass "
                               "torch.from_numpy(a).permute(2, 0, 1)")
+    stack = ("a stack of images N x H x W (x C) is many images: pass list(a), or a tensor B x C x H x W such as "
+             "torch.from_numpy(a)[:, None] for N x H x W")
     if array.ndim == 2:
         return torch.from_numpy(np.ascontiguousarray(array))[None]  # 1 x H x W
     if array.ndim == 3:
+        if array.shape[-1] not in {1, 3, channels}:  # N x H x W or C x H x W: not channels last
+            first = ("; for one image C x H x W, move its channels last: a.transpose(1, 2, 0)"
+                     if array.shape[0] in {1, 3, channels} else "")
+            raise _refused(array, f"a numpy array is one image, H x W or H x W x C with C = 1 or 3, and its last "
+                                  f"axis is {array.shape[-1]}; {stack}{first}")
         return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)  # C x H x W
-    raise _refused(array, "a numpy array is one image, H x W or H x W x C")
+    raise _refused(array, f"a numpy array is one image, H x W or H x W x C; {stack}")
 
 
 def _tensor_to_batches(X: Tensor, channels: int) -> list[Tensor]:
@@ -240,7 +248,7 @@ def as_image_batches(images: ImageInput | Sequence[ImageInput], channels: int) -
         if what == "pil":
             return _tensor_to_batches(_pil_to_tensor(item), channels)
         if what == "array":
-            return _tensor_to_batches(_array_to_tensor(item), channels)
+            return _tensor_to_batches(_array_to_tensor(item, channels), channels)
         return _tensor_to_batches(item, channels)  # type: ignore[arg-type]
 
     items = list(images) if isinstance(images, list | tuple) else [images]
