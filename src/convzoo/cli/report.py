@@ -35,7 +35,7 @@ def register(sub: Subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     from convzoo.models import d2l_models
     from convzoo.train.env import pick_device
-    from convzoo.zoo_report import check_report_dir, default_report_dir, run_report
+    from convzoo.zoo_report import run_report
 
     table = d2l_models()  # the models registered with d2l's recipe, in d2l's order
     models = args.models.split(",") if args.models is not None else table
@@ -47,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConvzooError(f"no d2l recipe for {', '.join(unknown)}; report models: {', '.join(table)}")
     if not (args.budget_minutes > 0 and math.isfinite(args.budget_minutes)):
         raise ConvzooError(f"--budget-minutes must be > 0 and finite, got {args.budget_minutes}")
-    out = check_report_dir(default_report_dir() if args.out is None else args.out, force=args.force)
     run_report(models, budget_minutes=args.budget_minutes, device=str(pick_device(args.device)), runs=args.runs,
-               out=out, data_dir=args.data_dir, full_size=args.full_size, recipe=args.recipe, force=args.force)
+               out=args.out, data_dir=args.data_dir, full_size=args.full_size, recipe=args.recipe, force=args.force)
     return 0

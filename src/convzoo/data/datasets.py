@@ -623,11 +623,10 @@ def _image_files_of(split: Split | FileSplit) -> list[str] | None:
         paths, _, _ = image_folder_files(Path(split.files[0]))
     except DataError:
         return None
-    positions = split.indices.tolist() if split.indices is not None else range(len(split))
-    decoded = len(split) if split.indices is None else None
-    if (decoded is not None and len(paths) != decoded) or any(p >= len(paths) for p in positions):
-        return None
-    return [str(paths[p]) for p in positions]
+    if split.indices is None:  # all of the folder's images, in its order
+        return [str(p) for p in paths] if len(paths) == len(split) else None
+    positions = split.indices.tolist()  # a carved subset: its positions among the folder's images
+    return [str(paths[p]) for p in positions] if all(p < len(paths) for p in positions) else None
 
 
 def _overlap(a: Tensor, b: Tensor) -> bool:
