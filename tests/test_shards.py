@@ -191,7 +191,7 @@ def test_a_run_from_shards_is_the_run_from_the_folder_bit_for_bit(tmp_path):
     root = _photos(tmp_path / "pets", "train", 6, seed=0)
     _photos(root, "val", 2, seed=1)
     pack_folder(root, tmp_path / "shards", cache_dir=tmp_path / "cache")
-    _run(f"imagefolder:{root}", tmp_path / "folder")
+    _run(f"imagefolder:{root}", tmp_path / "folder", stream=True)  # (from the files, as shards are read)
     said = _run(f"shards:{tmp_path / 'shards'}", tmp_path / "sharded", workers=2)  # read in 2 worker processes
     assert "data: streamed from litdata shards" in said and "[18 train, 6 val]" in said
     folder, sharded = (load_file(tmp_path / n / "checkpoints" / "last" / "model.safetensors")
@@ -249,7 +249,8 @@ def test_a_run_from_shards_stopped_mid_epoch_resumes_to_the_folder_runs_weights(
     _photos(root, "val", 1, seed=1)
     pack_folder(root, tmp_path / "shards", cache_dir=tmp_path / "cache")
     args = ["train", "--model", "simple_cnn", "--image-size", "28", "--epochs", "3", "--batch-size", "8", "--quiet"]
-    reference = launch([*args, "--dataset", f"imagefolder:{root}", "--out", str(tmp_path / "ref"), "--workers", "0"])
+    reference = launch([*args, "--dataset", f"imagefolder:{root}", "--stream", "--out", str(tmp_path / "ref"),
+                        "--workers", "0"])
     assert reference.wait(300) == 0, reference.stderr.read() if reference.stderr else ""
     faulty = launch([*args, "--dataset", f"shards:{tmp_path / 'shards'}", "--out", str(tmp_path / "run"),
                      "--workers", "2"], at=["optim.lr_at:7:INT"])
@@ -318,7 +319,7 @@ def test_two_processes_read_their_rows_of_the_folders_global_batches_from_shards
     # and the whole run: two processes on the shards train the weights of one on the folder
     args = [sys.executable, "-m", "convzoo", "train", "--model", "simple_cnn", "--image-size", "28", "--epochs", "1",
             "--batch-size", "8", "--optimizer", "momentum", "--lr", "0.03", "--workers", "1", "--quiet"]
-    for name, extra in (("one", ["--dataset", f"imagefolder:{root}", "--threads", "1"]),
+    for name, extra in (("one", ["--dataset", f"imagefolder:{root}", "--stream", "--threads", "1"]),
                         ("two", ["--dataset", f"shards:{tmp_path / 'shards'}", "--nproc-per-node", "2"])):
         done = subprocess.run([*args, *extra, "--out", str(tmp_path / name)], capture_output=True, text=True,
                               timeout=300, env=env)

@@ -57,18 +57,84 @@ def _run(root: Path, out: Path, **kwargs) -> str:
 # ---- layouts and the choice of path ----------------------------------------------------------------------
 
 
-def test_a_mixed_size_train_and_val_folder_streams_and_val_is_the_val_split(tmp_path):
+@pytest.mark.parametrize("flags, path, pipeline, recorded", [
+    ({}, "data: held in memory, decoded once", "held", "cache_resized = true"),
+    ({"stream": True}, "data: streamed from disk", "stream", "stream = true"),
+    ({"cache_memory": 0.0}, "data: streamed from disk", "stream", "stream = true")])
+def test_a_mixed_size_train_and_val_folder_is_held_resized_or_streams_and_val_is_the_val_split(
+        tmp_path, flags, path, pipeline, recorded):
     root = _photos(tmp_path / "pets", "train", 8, seed=0)
     _photos(root, "val", 3, seed=1, sizes=(70, 90))  # another size range than train: normal
-    said = _run(root, tmp_path / "run")
+    said = _run(root, tmp_path / "run", **flags)
     assert "[16 train, 6 val]" in said
-    assert "data: streamed from disk" in said and "never stretched to one size" in said
+    assert path in said
+    if pipeline == "held":
+        assert "shorter side resized to at most 32 px" in said
+        assert "crops of the held images cut by this process" in said
+    elif not flags.get("stream"):
+        assert "more than --cache-memory 0.00 GB" in said
+        assert "aspect ratio kept, never stretched to one size" in said
     import json
 
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "model.json").read_text())
-    assert meta["pipeline"] == "stream" and meta["input"]["size"] == [28, 28] and meta["input"]["resize"] == "crop"
+    assert meta["pipeline"] == pipeline and meta["input"]["size"] == [28, 28] and meta["input"]["resize"] == "crop"
     assert set(meta["data"]["splits"]) == {"train", "val"}
-    assert "stream = true" in (tmp_path / "run" / "config.toml").read_text()  # so that a resume streams too
+    assert recorded in (tmp_path / "run" / "config.toml").read_text()  # so that a resume takes the same path
+
+
+def test_held_images_are_resized_as_evaluation_resizes_and_evaluate_as_the_files_do(tmp_path):
+    """Held at shorter side round(28 / 0.875) = 32, aspect kept, smaller ones as they are; evaluation batches of
+    the held images equal those decoded from the files bit for bit; training draws the same crops for 0 and 2
+    workers, and other crops than from the files (cut from the held image)."""
+    from convzoo.data.presets import eval_transform
+    from convzoo.data.streaming import decode_resized, held_bytes
+
+    root = _photos(tmp_path / "pets", "train", 10, seed=0, sizes=(20, 90)) / "train"
+    split = inspect_files(scan_image_folder(root, root).train)
+    held = decode_resized(split, 32)
+    assert split.sizes is not None
+    for X, (h, w) in zip(held, split.sizes.tolist(), strict=True):
+        assert X is not None and X.dtype == torch.uint8 and X.is_contiguous()
+        if min(h, w) <= 32:
+            assert tuple(X.shape[1:]) == (h, w)
+        else:
+            assert min(X.shape[1:]) == 32 and abs(X.shape[1] / X.shape[2] - h / w) < 0.1
+    counts: dict[tuple[int, int], int] = {}
+    for h, w in split.sizes.tolist():
+        counts[(h, w)] = counts.get((h, w), 0) + 1
+    assert held_bytes(counts, 32) == sum(X.numel() for X in held if X is not None)
+
+    def batches(workers: int, transform, shuffle: bool, source):
+        loader = StreamBatches(split, 8, device=torch.device("cpu"), preprocess=Preprocess(3), transform=transform,
+                               channels=3, shuffle=shuffle, seed=3, workers=workers, held=source)
+        return [X for epoch in (0, 1) for _, X, _ in loader.epoch(epoch)]
+
+    for a, b in zip(batches(0, eval_transform(28), False, held), batches(0, eval_transform(28), False, None),
+                    strict=True):
+        assert torch.equal(a, b)
+    trained = batches(0, train_transform(28), True, held)
+    assert all(torch.equal(a, b) for a, b in zip(trained, batches(2, train_transform(28), True, held), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(trained, batches(0, train_transform(28), True, None),
+                                                     strict=True))
+    with pytest.raises(ValueError, match="9 held images for a split of 20"):
+        StreamDataset(split, train_transform(28), 3, held=held[:9])
+
+
+def test_cache_resized_holds_a_folder_beyond_cache_memory_and_is_refused_where_it_means_nothing(tmp_path):
+    root = _photos(tmp_path / "pets", "train", 4, seed=0)
+    _photos(root, "val", 2, seed=1)
+    said = _run(root, tmp_path / "run", cache_memory=0.0, cache_resized=True)
+    assert "data: held in memory" in said and "--cache-resized (--stream" in said
+    with pytest.raises(ConvzooError, match="--stream .* and --cache-resized .* contradict each other"):
+        TrainConfig(dataset=f"imagefolder:{root}", stream=True, cache_resized=True).validate()
+    one = _photos(tmp_path / "one", "train", 4, seed=0, same_size=(28, 28))
+    _photos(one, "val", 2, seed=1, same_size=(28, 28))
+    with pytest.raises(ConvzooError, match="--cache-resized is for image folders of mixed sizes"):
+        _run(one, tmp_path / "run2", cache_resized=True)
+    from convzoo.train.data import load_splits
+
+    with pytest.raises(ConvzooError, match="--cache-resized is for image folders"):
+        load_splits(TrainConfig(dataset="mnist", cache_resized=True))
 
 
 def test_a_one_size_folder_stays_in_memory_and_val_is_read_there_too(tmp_path):
@@ -157,15 +223,17 @@ def test_an_image_draws_the_same_augmentation_wherever_it_is_decoded(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("fault", ["optim.lr_at:6:KILL", "optim.lr_at:7:INT"])
-def test_a_streamed_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, fault):
+@pytest.mark.parametrize("fault, path", [("optim.lr_at:6:KILL", "--stream"), ("optim.lr_at:7:INT", "--stream"),
+                                         ("optim.lr_at:6:KILL", "--cache-resized")])
+def test_a_streamed_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, fault, path):
     """3 epochs of 4 steps; lr_at is called once a step and once per epoch's row, so call 6 is step 1 of epoch
     2 (kill -9: resumed from epoch 1's checkpoint) and call 7 its step 2 (SIGINT: saved at epoch 2, step 2,
-    resumed from there). The faulty run has 2 loader workers and is resumed with none."""
+    resumed from there). The faulty run has 2 loader workers and is resumed with none; streamed from the files,
+    or held resized."""
     root = _photos(tmp_path / "pets", "train", 16, seed=0)
     _photos(root, "val", 3, seed=1)
     args = ["train", "--model", "simple_cnn", "--dataset", f"imagefolder:{root}", "--image-size", "28",
-            "--epochs", "3", "--batch-size", "8", "--quiet"]
+            "--epochs", "3", "--batch-size", "8", "--quiet", path]
     reference = launch([*args, "--out", str(tmp_path / "ref"), "--workers", "0"])
     assert reference.wait(300) == 0, reference.stderr.read() if reference.stderr else ""
     faulty = launch([*args, "--out", str(tmp_path / "run"), "--workers", "2"], at=[fault])
@@ -196,9 +264,12 @@ def test_a_file_corrupt_past_its_header_is_named_and_left_out_mid_epoch(tmp_path
     jpeg = root / "train" / "cat" / "001.jpg"
     data = jpeg.read_bytes()
     jpeg.write_bytes(data[: len(data) * 2 // 3])  # the header intact, the pixels cut short
-    said = _run(root, tmp_path / "run", epochs=2, workers=2)
+    said = _run(root, tmp_path / "run", epochs=2, workers=2, stream=True)
     assert "val accuracy" in said
     assert "001.jpg: not a readable image" in capfd.readouterr().err
+    said = _run(root, tmp_path / "held", epochs=2)  # held: named once, when decoded at the start
+    assert "data: held in memory" in said and "val accuracy" in said
+    assert capfd.readouterr().err.count("001.jpg: not a readable image") == 1
 
 
 def test_a_byte_copy_of_a_training_file_in_val_is_refused(tmp_path):

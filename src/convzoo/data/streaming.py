@@ -15,12 +15,19 @@ what the uninterrupted one drew. Several processes draw the same permutation and
 
 A file that cannot be decoded mid-epoch (its header was read when the run started, so: pixel data truncated or
 corrupt) is named in a warning on stderr, once per worker, and left out of its batch; the run goes on.
+
+Held in memory (:func:`decode_resized`): a folder of mixed sizes that fits ``--cache-memory`` once resized is
+decoded once, every image whose shorter side is longer than ``round(S / crop_pct)`` resized to that (aspect
+ratio kept: evaluation's own first step, so evaluation sees exactly what it sees from the files), and
+:class:`StreamDataset` crops and flips those tensors instead of decoding a file each time; the order and the
+draws are the same functions of (seed, epoch, index).
 """
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -28,16 +35,63 @@ from torch.utils.data import Dataset, Sampler
 
 from convzoo.data.folders import FileSplit
 from convzoo.data.images import decode_image
-from convzoo.data.presets import eval_transform
+from convzoo.data.presets import DEFAULT_CROP_PCT, eval_transform
 from convzoo.errors import DataError
 from convzoo.utils.seeds import derive_seed
 
-__all__ = ["STATS_SAMPLE", "EpochBatchSampler", "StreamDataset", "collate_decoded", "sample_channels_and_stats",
-           "steps_of"]
+__all__ = ["STATS_SAMPLE", "EpochBatchSampler", "StreamDataset", "collate_decoded", "decode_resized", "held_bytes",
+           "held_side", "sample_channels_and_stats", "steps_of"]
 
 STATS_SAMPLE = 500  # training images whose pixels give the channel mean and std (a fixed sample, seed 0)
 
 Key = tuple[int, int]  # (epoch, index of the image in its split)
+Held = Sequence[Tensor | None]  # a split's images decoded once (C x H x W uint8), None for a file that could not be
+
+
+def held_side(size: int, crop_pct: float = DEFAULT_CROP_PCT) -> int:
+    """The shorter side images are held at for crops of ``size``: evaluation's resize, ``round(size / crop_pct)``."""
+    return round(size / crop_pct)
+
+
+def _held_shape(height: int, width: int, side: int) -> tuple[int, int]:
+    """An image's shape once held: unchanged when its shorter side is at most ``side``, else that side ``side``
+    and the longer one scaled as ``transforms.v2.Resize(side)`` scales it."""
+    short, long = min(height, width), max(height, width)
+    if short <= side:
+        return height, width
+    scaled = int(side * long / short)
+    return (side, scaled) if height <= width else (scaled, side)
+
+
+def held_bytes(counts: Mapping[tuple[int, int], int], side: int, channels: int = 3) -> int:
+    """Bytes images take held at shorter side ``side``, ``counts`` giving how many there are of each (height,
+    width)."""
+    return sum(n * channels * math.prod(_held_shape(h, w, side)) for (h, w), n in counts.items())
+
+
+def _decode_held(split: FileSplit, i: int, side: int) -> Tensor | None:
+    try:
+        X = decode_image(split.image(i), name=split.files[i])  # C x H x W uint8
+    except DataError as err:
+        print(f"warning: {err}; left out of every batch", file=sys.stderr, flush=True)
+        return None
+    height, width = _held_shape(X.shape[-2], X.shape[-1], side)
+    if (height, width) == tuple(X.shape[-2:]):
+        return X
+    from torchvision.transforms.v2 import functional as F
+
+    return F.resize(X, [min(height, width)], antialias=True).contiguous()  # as eval_transform's Resize(side)
+
+
+def decode_resized(split: FileSplit, side: int, *, threads: int | None = None) -> list[Tensor | None]:
+    """Every image of ``split`` decoded once and held: its shorter side resized to ``side`` when longer (aspect
+    ratio kept), else as it is; None for a file that cannot be decoded (named on stderr: left out of every
+    batch, as a file found corrupt mid-epoch is left out of its batch). ``threads`` decode in parallel."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda i: _decode_held(split, i, side), range(len(split))))
 
 
 def as_channels(X: Tensor, channels: int) -> Tensor:
@@ -55,10 +109,13 @@ class StreamDataset(Dataset[tuple[Tensor, int] | None]):
     """The images of a split on disk, decoded when asked for: ``dataset[(epoch, index)]`` is the uint8
     ``channels x S x S`` tensor of image ``index`` after ``transform`` and its label, or None when the file
     cannot be decoded (warned, once per process). ``train``: the transform is random and seeded per image from
-    (seed, epoch, index); else it is deterministic and the epoch is ignored."""
+    (seed, epoch, index); else it is deterministic and the epoch is ignored. ``held``: the split's images
+    decoded once (:func:`decode_resized`), transformed instead of the files."""
 
     def __init__(self, split: FileSplit, transform: Callable[[Tensor], Tensor], channels: int, *, seed: int = 0,
-                 train: bool = False) -> None:
+                 train: bool = False, held: Held | None = None) -> None:
+        if held is not None and len(held) != len(split):
+            raise ValueError(f"{len(held)} held images for a split of {len(split)}")
         self.split = split
         self.files = split.files
         self.labels = split.labels.tolist()
@@ -66,6 +123,7 @@ class StreamDataset(Dataset[tuple[Tensor, int] | None]):
         self.channels = channels
         self.seed = seed
         self.train = train
+        self.held = held
         self.warned: set[int] = set()
 
     def __len__(self) -> int:
@@ -74,7 +132,13 @@ class StreamDataset(Dataset[tuple[Tensor, int] | None]):
     def __getitem__(self, key: Key) -> tuple[Tensor, int] | None:
         epoch, index = key
         try:
-            X = as_channels(decode_image(self.split.image(index), name=self.files[index]), self.channels)  # C x H x W
+            if self.held is not None:
+                image = self.held[index]
+                if image is None:  # (named when it was decoded)
+                    return None
+            else:
+                image = decode_image(self.split.image(index), name=self.files[index])
+            X = as_channels(image, self.channels)  # C x H x W
         except DataError as err:
             if index not in self.warned:
                 self.warned.add(index)
@@ -149,13 +213,14 @@ def _decoded_or_none(split: FileSplit, i: int) -> Tensor | None:
         return None
 
 
-def sample_channels_and_stats(split: FileSplit, size: int, *, sample: int = STATS_SAMPLE,
-                              threads: int | None = None) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+def sample_channels_and_stats(split: FileSplit, size: int, *, sample: int = STATS_SAMPLE, threads: int | None = None,
+                              held: Held | None = None) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """(channels, mean, std) of a split on disk, from a fixed sample of ``sample`` of its images (drawn with
     seed 0, the same for every run on these files), each decoded and passed through the evaluation transform
     at ``size`` (what the model sees, less the random crop), summed image by image in float64: no copy of the
     data set is held. ``channels`` is 1 when every sampled image is gray, else 3. An undecodable file in the
-    sample is named in a warning and left out, as in an epoch."""
+    sample is named in a warning and left out, as in an epoch. ``held``: the split's images decoded once,
+    read instead of the files (the same statistics: evaluation's resize is the one they were held at)."""
     from concurrent.futures import ThreadPoolExecutor
 
     if not len(split):
@@ -165,7 +230,8 @@ def sample_channels_and_stats(split: FileSplit, size: int, *, sample: int = STAT
     with ThreadPoolExecutor(threads or 2) as pool:
         # a few images at a time: pool.map over all of them would hold every decoded image until it is summed
         images = (X for lo in range(0, len(pick), 8)
-                  for X in pool.map(lambda i: _decoded_or_none(split, i), pick[lo:lo + 8]))
+                  for X in pool.map(lambda i: _decoded_or_none(split, i) if held is None else held[i],
+                                    pick[lo:lo + 8]))
         channels = 1
         total = torch.zeros(3, dtype=torch.float64)
         squares = torch.zeros(3, dtype=torch.float64)

@@ -86,6 +86,9 @@ class TrainConfig:
     stream: bool = _opt(False, "image folders: stream the images from disk (DataLoader workers decode them; "
                                "RandomResizedCrop + flip for training, resize + centre crop for evaluation) even "
                                "when they would fit --cache-memory at one size")
+    cache_resized: bool = _opt(False, "image folders of mixed sizes: decode every image once and hold it in memory "
+                                      "with its shorter side resized to round(S / 0.875) (aspect ratio kept) even "
+                                      "beyond --cache-memory; without it they are held when they fit")
     image_size: int | None = _opt(None, "image folders: the side S in pixels the streaming path crops to (default: "
                                         "the model's default input size); given for images that are not all S x S, "
                                         "it streams them")
@@ -202,6 +205,9 @@ class TrainConfig:
         whole("resize", 1, MAX_SIDE)
         whole("image_size", 1, MAX_SIDE)
         whole("workers", 0, 256)
+        if self.stream and self.cache_resized:
+            raise ConvzooError("--stream (decode the files every epoch) and --cache-resized (decode them once and hold "
+                               "them) contradict each other: give one")
         if self.cache_memory is not None and not 0 <= self.cache_memory <= 1e6:
             raise bad("cache_memory", self.cache_memory, "a number of GB from 0 to 1000000")
         whole("threads", 1, 4096)

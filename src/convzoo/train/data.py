@@ -6,6 +6,13 @@ leakage, on one of two paths behind one ``--dataset``.
   (``N x 3 x H x W`` bytes, counted for colour) fits ``--cache-memory`` (default a quarter of this machine's
   memory), and ``--image-size`` is unset or that size. Then nothing changes from before: the same tensors,
   batches and results, bit for bit.
+- **Held resized** (``StreamedData`` with its ``held`` images, ``StreamBatches`` reading them): an image folder of
+  mixed sizes whose images, each with its shorter side resized to ``round(S / 0.875)`` when longer (aspect ratio
+  kept: evaluation's own first step), fit ``--cache-memory``, or any mixed-size folder with ``--cache-resized``.
+  Every file is decoded once, at the start; each epoch crops and flips the held tensors, in this process by
+  default (a crop of a held image costs well under a millisecond: loader workers would only take cores from
+  the training step). Evaluation sees what it would see from the files, bit for bit; a training crop is cut
+  from the held image instead of the full-size one.
 - **Streaming** (``StreamedData``, files on disk, ``train/loader.py``'s ``StreamBatches``): every other image
   folder, or any with ``--stream``; and always shards (``shards:WHERE``, written by ``convzoo pack``,
   :mod:`convzoo.data.shards`), whose images are read from their chunks by position instead of from files.
@@ -13,20 +20,20 @@ leakage, on one of two paths behind one ``--dataset``.
   resizes the shorter side and crops the centre, at ``--image-size`` (default: the model's default input size).
   ``--train-limit`` and ``--val-split`` pick files before any is decoded.
 
-Either way the run says at its start, in one line, which path it took and why (:func:`load_run_data`).
+The run says at its start, in one line, which path it took and why (:func:`load_run_data`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from convzoo.data import Dataset, Split, check_disjoint, default_cache_dir, load_dataset, split_train_val
 from convzoo.data.datasets import split_train_val_files, stratified_subset
 from convzoo.data.folders import FileSplit, ImageFolder, inspect_files, scan_image_folder
-from convzoo.data.streaming import STATS_SAMPLE, sample_channels_and_stats
+from convzoo.data.streaming import STATS_SAMPLE, Held, decode_resized, held_bytes, held_side, sample_channels_and_stats
 from convzoo.errors import ConvzooError, DataError
 from convzoo.train.config import TrainConfig
 from convzoo.utils.seeds import derive_seed
@@ -38,7 +45,8 @@ __all__ = ["RunData", "StreamedData", "cache_budget", "load_run_data", "load_spl
 class StreamedData:
     """An image folder on the streaming path: the splits' files (``FileSplit``), the class names, the side
     ``size`` every image is cropped to, the channels (1 when every image of the statistics sample is gray,
-    else 3) and the per-channel mean and std of that sample at that size, on the [0, 1] scale."""
+    else 3) and the per-channel mean and std of that sample at that size, on the [0, 1] scale. ``held``: on
+    the held-resized path, each split's images decoded once ("train", "val", "test"), else empty."""
 
     name: str
     classes: tuple[str, ...]
@@ -50,6 +58,7 @@ class StreamedData:
     channels: int
     size: int
     val: FileSplit | None = None
+    held: dict[str, Held] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -97,8 +106,8 @@ def load_run_data(config: TrainConfig) -> tuple[RunData, Split | FileSplit | Non
     if config.dataset.startswith("shards:"):
         return _sharded(config)
     if not config.dataset.startswith("imagefolder:"):
-        if config.stream or config.image_size:
-            flag = "--stream" if config.stream else "--image-size"
+        if config.stream or config.cache_resized or config.image_size:
+            flag = "--stream" if config.stream else "--cache-resized" if config.cache_resized else "--image-size"
             raise ConvzooError(f"{flag} is for image folders (imagefolder:PATH); {config.dataset} is read in memory "
                                "at its own size (--resize N resizes it)")
         data, val = _in_memory(config)
@@ -111,15 +120,21 @@ def load_run_data(config: TrainConfig) -> tuple[RunData, Split | FileSplit | Non
     if folder.val is not None and config.val_split:
         raise ConvzooError(f"{folder.where} has a val/ folder, the run's validation split; drop --val-split (or "
                            "move val/ away to carve one out of train/)")
-    stream, why = _choose(config, folder, cache)
-    if not stream:
+    path, why = _choose(config, folder, cache)
+    if path == "memory":
         memory, val = _in_memory(config)
         return memory, val, f"data: in memory: {why}"
-    streamed, files = _streamed(config, folder, cache)
+    streamed, files = _streamed(config, folder, cache, hold=path == "held")
+    sample = min(STATS_SAMPLE, len(streamed.train))
+    if path == "held":
+        cropper = "DataLoader workers" if config.workers else "this process"
+        return streamed, files, (f"data: held in memory, decoded once: {why}; {streamed.size}x{streamed.size} crops "
+                                 f"of the held images cut by {cropper}, {streamed.channels} channel(s), mean/std of a "
+                                 f"fixed sample of {sample} training images")
     decoder = "DataLoader workers" if config.workers != 0 else "this process"
     return streamed, files, (f"data: streamed from disk, decoded by {decoder}: {why}; {streamed.size}x{streamed.size} "
-                             f"crops, {streamed.channels} channel(s), mean/std of a fixed sample of "
-                             f"{min(STATS_SAMPLE, len(streamed.train))} training images")
+                             f"crops, {streamed.channels} channel(s), mean/std of a fixed sample of {sample} "
+                             "training images")
 
 
 def _sharded(config: TrainConfig) -> tuple[StreamedData, FileSplit | None, str]:
@@ -142,11 +157,11 @@ def _sharded(config: TrainConfig) -> tuple[StreamedData, FileSplit | None, str]:
                              "training images")
 
 
-def _choose(config: TrainConfig, folder: ImageFolder, cache: Path) -> tuple[bool, str]:
-    """(stream?, why): the rule of the module's docstring. Reads every file's header (and hashes its bytes:
-    the leakage check needs that too), cached; decodes nothing."""
+def _choose(config: TrainConfig, folder: ImageFolder, cache: Path) -> tuple[str, str]:
+    """(path, why), the path "memory", "held" or "stream": the rule of the module's docstring. Reads every
+    file's header (and hashes its bytes: the leakage check needs that too), cached; decodes nothing."""
     if config.stream:
-        return True, "--stream"
+        return "stream", "--stream"
     splits = [s for s in (folder.train, folder.val, folder.test) if s is not None]
     sizes: dict[tuple[int, int], int] = {}
     for split in splits:
@@ -154,20 +169,33 @@ def _choose(config: TrainConfig, folder: ImageFolder, cache: Path) -> tuple[bool
         assert inspected.sizes is not None
         for (h, w), n in zip(*inspected.sizes.unique(dim=0, return_counts=True), strict=True):
             sizes[(int(h), int(w))] = sizes.get((int(h), int(w)), 0) + int(n)
-    count = sum(sizes.values())
+    count, budget = sum(sizes.values()), cache_budget(config)
     if len(sizes) > 1:
         common = ", ".join(f"{w}x{h}" for (h, w), _ in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
-        return True, (f"{count:,} images of {len(sizes):,} sizes (most common {common}), each resized and cropped "
-                      "with its aspect ratio kept, never stretched to one size")
+        mixed = f"{count:,} images of {len(sizes):,} sizes (most common {common})"
+        side = held_side(stream_size(config))
+        held = held_bytes(sizes, side)
+        if config.cache_resized or held <= budget:
+            within = "--cache-resized" if config.cache_resized and held > budget else \
+                f"within --cache-memory {budget / 1e9:.2f} GB"
+            return "held", (f"{mixed}, each with its shorter side resized to at most {side} px, aspect ratio kept, "
+                            f"{held / 1e9:.3g} GB at most, {within} (--stream decodes the files every epoch instead)")
+        return "stream", (f"{mixed}, {held / 1e9:.2f} GB even resized to a shorter side of {side} px, more than "
+                          f"--cache-memory {budget / 1e9:.2f} GB; each resized and cropped with its aspect ratio "
+                          "kept, never stretched to one size")
+    if config.cache_resized:
+        raise ConvzooError("--cache-resized is for image folders of mixed sizes; the images of this one are all one "
+                           "size: drop --cache-resized (they are held in memory as they are when they fit "
+                           "--cache-memory)")
     ((H, W),) = sizes
     if config.image_size and (H, W) != (config.image_size, config.image_size):
-        return True, f"--image-size {config.image_size} for images of {W}x{H}: resized and centre-cropped"
-    decoded, budget = count * 3 * H * W, cache_budget(config)
+        return "stream", f"--image-size {config.image_size} for images of {W}x{H}: resized and centre-cropped"
+    decoded = count * 3 * H * W
     if decoded > budget:
-        return True, (f"{count:,} images of {W}x{H} take {decoded / 1e9:.2f} GB decoded, more than --cache-memory "
-                      f"{budget / 1e9:.2f} GB")
-    return False, (f"{count:,} images of one size, {W}x{H}, {decoded / 1e9:.3g} GB decoded at most, within "
-                   f"--cache-memory {budget / 1e9:.2f} GB (--stream streams them instead)")
+        return "stream", (f"{count:,} images of {W}x{H} take {decoded / 1e9:.2f} GB decoded, more than "
+                          f"--cache-memory {budget / 1e9:.2f} GB")
+    return "memory", (f"{count:,} images of one size, {W}x{H}, {decoded / 1e9:.3g} GB decoded at most, within "
+                      f"--cache-memory {budget / 1e9:.2f} GB (--stream streams them instead)")
 
 
 def _in_memory(config: TrainConfig) -> tuple[Dataset, Split | None]:
@@ -189,7 +217,8 @@ def _in_memory(config: TrainConfig) -> tuple[Dataset, Split | None]:
     return dataclasses.replace(data, train=train_split, val=None), val_split
 
 
-def _streamed(config: TrainConfig, folder: ImageFolder, cache: Path) -> tuple[StreamedData, FileSplit | None]:
+def _streamed(config: TrainConfig, folder: ImageFolder, cache: Path,
+              hold: bool = False) -> tuple[StreamedData, FileSplit | None]:
     for flag, given in (("--resize", config.resize), ("--whiten", config.whiten),
                         ("--augment", config.augment != "none")):
         if given:
@@ -209,6 +238,11 @@ def _streamed(config: TrainConfig, folder: ImageFolder, cache: Path) -> tuple[St
         raise ConvzooError(f"{folder.where} has no val/ or test/ folder; hold out a validation split with "
                            "--val-split 0.1")
     size = stream_size(config)
-    channels, mean, std = sample_channels_and_stats(train, size)
-    data = StreamedData(config.dataset, folder.classes, train, test, mean, std, folder.where, channels, size)
+    held: dict[str, Held] = {}
+    if hold:  # every file decoded once, now: an unreadable one is named here and left out of every batch
+        held = {name: decode_resized(split, held_side(size))
+                for name, split in (("train", train), ("val", val), ("test", test)) if split is not None}
+    channels, mean, std = sample_channels_and_stats(train, size, held=held.get("train"))
+    data = StreamedData(config.dataset, folder.classes, train, test, mean, std, folder.where, channels, size,
+                        held=held)
     return data, val

@@ -6,10 +6,11 @@
   ``DIR/train/`` + ``val/``/``test/`` layout (default ``test/``, else ``val/``). Its class folders must be
   among the run's classes (a folder lacking some of them is fine); labels are numbered by the run's classes.
 
-Either way the images are preprocessed as the run's evaluation preprocessed them: a run that streamed
-(``"pipeline": "stream"`` in its sidecar) resizes the shorter side to ``round(S / crop_pct)`` and crops the
-centre ``S x S`` (:func:`convzoo.data.presets.eval_transform`), streamed from disk; a run trained in memory
-decodes the folder in memory and resizes it to its input size, as its own evaluation did.
+Either way the images are preprocessed as the run's evaluation preprocessed them: a run that streamed or held
+its images resized (``"pipeline": "stream"`` or ``"held"`` in its sidecar) resizes the shorter side to
+``round(S / crop_pct)`` and crops the centre ``S x S`` (:func:`convzoo.data.presets.eval_transform`), streamed
+from disk; a run trained in memory decodes the folder in memory and resizes it to its input size, as its own
+evaluation did.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def eval_batches(checkpoint: Path, meta: dict[str, Any], split: str | None, *, d
     ``meta``: the sidecar of ``checkpoint``; ``preprocess``: its model's (channels, size, mean, std)."""
     if split not in (None, "test", "val"):
         raise ConvzooError(f"--split must be test or val, got {split!r}")
-    streamed = meta.get("pipeline") == "stream"
+    streamed = meta.get("pipeline") in ("stream", "held")  # (held images: the files, resized as evaluation does)
     if dataset is not None:
         chosen, name = _other_folder(meta, dataset, split, streamed)
     elif streamed:

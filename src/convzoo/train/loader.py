@@ -18,7 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from convzoo.data.folders import FileSplit
-from convzoo.data.streaming import EpochBatchSampler, StreamDataset, collate_decoded
+from convzoo.data.streaming import EpochBatchSampler, Held, StreamDataset, collate_decoded
 from convzoo.train.pipeline import Preprocess, check_global_batch
 
 __all__ = ["StreamBatches", "default_workers"]
@@ -44,11 +44,12 @@ class StreamBatches:
     """Mini-batches of a split on disk, decoded by ``workers`` processes (0: in this process). ``transform``
     is a preset of :mod:`convzoo.data.presets` with uint8 output (``train``: random, seeded per image);
     ``preprocess`` turns the uint8 batch into the model's normalised input on ``device``. ``shard``, ``shuffle``
-    and ``batch_size`` (the global batch when training) mean what they mean for ``Batches``."""
+    and ``batch_size`` (the global batch when training) mean what they mean for ``Batches``. ``held``: the
+    split's images decoded once (:func:`convzoo.data.streaming.decode_resized`), read instead of the files."""
 
     def __init__(self, split: FileSplit, batch_size: int, *, device: torch.device, preprocess: Preprocess,
                  transform: Callable[[Tensor], Tensor], channels: int, shuffle: bool = False, seed: int = 0,
-                 shard: tuple[int, int] = (0, 1), workers: int = 0) -> None:
+                 shard: tuple[int, int] = (0, 1), workers: int = 0, held: Held | None = None) -> None:
         if shuffle:
             check_global_batch(batch_size, shard[1])
         self.split = split
@@ -58,7 +59,7 @@ class StreamBatches:
         self.preprocess = preprocess
         self.shuffle = shuffle
         self.shard = shard
-        self.dataset = StreamDataset(split, transform, channels, seed=seed, train=shuffle)
+        self.dataset = StreamDataset(split, transform, channels, seed=seed, train=shuffle, held=held)
         self.sampler = EpochBatchSampler(len(split), batch_size, shuffle=shuffle, seed=seed, shard=shard)
         self.steps = self.sampler.steps
         self.workers = workers

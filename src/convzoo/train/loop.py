@@ -215,8 +215,10 @@ def _fit(config: TrainConfig, resume: str | Path | None, progress: bool, out: Te
     # all that can refuse the run (device, data, model, batch size) comes before the run directory is made:
     # a refused first try leaves nothing behind that would make the retry need --resume
     data, val_split, data_line = dist.agree(lambda: load_run_data(config))
-    if isinstance(data, StreamedData) and not config.stream:  # recorded, so that a resume streams too (whatever
-        config = dataclasses.replace(config, stream=True)  # the memory of the machine it resumes on)
+    if isinstance(data, StreamedData) and not (config.stream or config.cache_resized):  # the path recorded, so that
+        # a resume takes it too, whatever the memory of the machine it resumes on
+        config = dataclasses.replace(config, cache_resized=True) if data.held else \
+            dataclasses.replace(config, stream=True)
     # a resumed run's weights come from its checkpoint: its --init-from source is not read again (it may be gone)
     fresh = not (resuming and (run_dir / "checkpoints" / "last").exists())
     run = dist.agree(lambda: build_run(config, data, val_split, device, dist, init=fresh))

@@ -173,16 +173,19 @@ def build_run(config: TrainConfig, data: RunData, val_split: Split | FileSplit |
     train_batches: Batches | StreamBatches
     eval_batches: dict[str, Batches | StreamBatches]
     if isinstance(data, StreamedData):  # the streaming path (train/data.py): files decoded by loader workers
-        workers = config.workers if config.workers is not None else default_workers(dist.local_world)
+        # held images are cropped in this process by default: a crop costs well under a millisecond, and workers
+        # would take cores from the training step
+        default = 0 if data.held else default_workers(dist.local_world)
+        workers = config.workers if config.workers is not None else default
         train_batches = StreamBatches(data.train, config.batch_size, device=device, preprocess=preprocess,
                                       transform=train_transform(data.size), channels=data.channels, shuffle=True,
-                                      seed=config.seed, shard=shard, workers=workers)
+                                      seed=config.seed, shard=shard, workers=workers, held=data.held.get("train"))
         # evaluation in batches of at most --batch-size: the default --eval-batch-size, 1024, is sized for 32-pixel
         # images, and the activations of 1024 images at 224 pixels take gigabytes
         eval_size = min(config.eval_batch_size, config.batch_size)
         eval_batches = {name: StreamBatches(split, eval_size, device=device, preprocess=preprocess,
                                             transform=eval_transform(data.size), channels=data.channels,
-                                            shard=shard, workers=min(workers, 2))
+                                            shard=shard, workers=min(workers, 2), held=data.held.get(name))
                         for name, split in (("val", val_split), ("test", data.test)) if isinstance(split, FileSplit)}
     else:
         train_batches = Batches(data.train, config.batch_size, device=device, preprocess=preprocess, shuffle=True,
@@ -215,7 +218,7 @@ def sidecar(config: TrainConfig, data: RunData, val_split: Split | FileSplit | N
         "classes": list(data.classes),
         "input": {"channels": net.in_channels, "size": list(pre.size or data.image_size),
                   "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None, **crop},
-        "pipeline": "stream" if streamed else "memory",
+        "pipeline": ("held" if isinstance(data, StreamedData) and data.held else "stream") if streamed else "memory",
         "config": dataclasses.asdict(config),
         "data": data_identity(data.name, data.train, val_split, data.test, val_split=config.val_split,
                               val_seed=config.val_seed),
