@@ -270,6 +270,11 @@ def test_memory_folder(tmp_path):
     assert [r["images"] for r in rows] == [16, 32]
     assert all(r["peak_pss_mib"] > 10 and r["processes"] >= 1 for r in rows)
     assert all("stream" in r["path_line"].lower() for r in rows), rows
+    out = run("memory_folder.py", "--counts", "16", "--size", "40x30", "--model", "simple_cnn", "--image-size", "28",
+              "--in-memory", "--work", str(tmp_path / "work"), "--json", str(tmp_path / "mem.json"))
+    (row,) = json.loads((tmp_path / "mem.json").read_text())
+    assert row["path_line"].startswith("data: in memory") and row["uint8_mib"] == 16 * 3 * 40 * 30 / 2**20
+    assert "x the 0 MiB of the images decoded to uint8" in out and "at most 2x" in out
 
 
 def test_vs_reference_photos(tmp_path):

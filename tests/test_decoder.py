@@ -337,3 +337,26 @@ def test_cache_key_follows_the_decoder_version_and_the_label_path(tmp_path, monk
     os.rename(tmp_path / "pets" / "cat" / "link.png", tmp_path / "pets" / "dog" / "link.png")  # same file, new label
     moved = tuple(walk_images(tmp_path / "pets"))
     assert datasets._cache_key("imagefolder:pets", moved) != key
+
+
+def test_a_folder_of_gray_then_colour_images_of_several_sizes_is_read_into_one_tensor(tmp_path):
+    """Decoded straight into one N x C x H x W tensor, a window at a time (sizes from the headers): gray images
+    read before the first colour one are repeated into its three channels, an image of another size (EXIF
+    orientation applied, as displayed) is resized to the most common size."""
+    folder = tmp_path / "images" / "mixed"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (6, 10), dtype=np.uint8)
+    Image.fromarray(gray, "L").save(folder / "0-gray.png")
+    colour = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(folder / "1-colour.png")
+    Image.fromarray(colour).save(folder / "2-colour.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed 10 wide, 6 high once rotated: the most common size, not resized
+    Image.fromarray(np.ascontiguousarray(colour.transpose(1, 0, 2)[::-1])).save(folder / "3-turned.png", exif=exif)
+    Image.fromarray(rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)).save(folder / "4-large.png")
+    X, y, _ = read_image_folder(tmp_path / "images")
+    assert X.shape == (5, 3, 6, 10) and y.tolist() == [0] * 5
+    assert torch.equal(X[0], torch.from_numpy(gray).expand(3, -1, -1))
+    assert torch.equal(X[1], _chw(colour)) and torch.equal(X[2], _chw(colour))
+    assert torch.equal(X[3], read_image(folder / "3-turned.png"))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, read_file, walk_images
+from convzoo.data.images import IMAGE_EXTENSIONS, decode_image, displayed_size, read_file, walk_images
 from convzoo.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "check_class_folders", "extract_once", "image_folder_files", "list_classes",
@@ -208,20 +208,27 @@ def read_image_folder(root: Path, classes: tuple[str, ...] | None = None) -> tup
     than the most common one are resized to it (bilinear, antialiased).
     """
     paths, labels, classes = image_folder_files(root, classes)
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow decodes without holding the GIL
-        images = list(pool.map(decode_image, paths))  # each C x H x W, C = 1 or 3
-    if not images:
+    if not paths:
         raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} in {root}/<class>/)")
-    sizes = Counter(tuple(X.shape[-2:]) for X in images)
-    (H, W), _ = sizes.most_common(1)[0]
-    C = 1 if all(len(image) == 1 for image in images) else 3
-    X = torch.empty(len(images), C, H, W, dtype=torch.uint8)
-    for i, image in enumerate(images):
-        if tuple(image.shape[-2:]) != (H, W):
-            image = F.interpolate(image[None].float(), size=(H, W), mode="bilinear", antialias=True,
-                                  align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
-        X[i] = image  # a gray 1 x H x W image is repeated into the three channels
-    if C == 3 and torch.equal(X[:, 0], X[:, 1]) and torch.equal(X[:, 1], X[:, 2]):
+    # the sizes from the headers first, so that the images are decoded straight into the one N x C x H x W
+    # tensor, a few at a time: the peak is that tensor and a window of images, not every image twice
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # Pillow decodes without holding the GIL
+        shapes = list(pool.map(displayed_size, paths))
+        (H, W), _ = Counter(shapes).most_common(1)[0]
+        X: Tensor | None = None
+        window = 8 * (os.cpu_count() or 1)
+        for lo in range(0, len(paths), window):
+            for i, image in enumerate(pool.map(decode_image, paths[lo:lo + window]), lo):  # C x H x W, C = 1 or 3
+                if X is None:
+                    X = torch.empty(len(paths), len(image), H, W, dtype=torch.uint8)
+                elif len(image) > X.shape[1]:  # the first colour image after gray ones: three channels from now
+                    X = X.expand(-1, len(image), -1, -1).contiguous()
+                if tuple(image.shape[-2:]) != (H, W):
+                    image = F.interpolate(image[None].float(), size=(H, W), mode="bilinear", antialias=True,
+                                          align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+                X[i] = image  # a gray 1 x H x W image is repeated into the three channels
+    assert X is not None
+    if X.shape[1] == 3 and torch.equal(X[:, 0], X[:, 1]) and torch.equal(X[:, 1], X[:, 2]):
         X = X[:, :1].contiguous()  # colour modes holding only gray pixels: N x 1 x H x W
     return X, torch.tensor(labels, dtype=torch.int64), classes
 

@@ -66,6 +66,7 @@ import functools
 import io
 import os
 import stat
+import struct
 import threading
 import warnings
 from collections.abc import Callable
@@ -81,8 +82,8 @@ from convzoo.errors import DataError
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["DECODER_VERSION", "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "pil_to_tensor", "read_file",
-           "walk_images"]
+__all__ = ["DECODER_VERSION", "IMAGE_EXTENSIONS", "MAX_PIXELS", "decode_image", "displayed_size", "pil_to_tensor",
+           "read_file", "walk_images"]
 
 DECODER_VERSION = 1  # bump whenever a rule of the table above changes: it is part of the decoded cache's key
 MAX_PIXELS = 64_000_000  # images declaring more pixels are refused before decoding (decompression bombs)
@@ -128,6 +129,20 @@ def decode_image(source: str | os.PathLike[str] | bytes, *, name: str | None = N
         raise DataError(f"{label}: not a readable image: could not be decoded ({err}); replace it or remove "
                         "it") from None
     return _to_tensor(image)
+
+
+def displayed_size(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) of an image file as :func:`decode_image` will give it (EXIF orientation applied), read
+    from its header without decoding the pixels; the same one-line DataError as decoding it for a file that is
+    missing, no image or larger than ``max_pixels``."""
+    image = _open(read_file(Path(path)), str(path), max_pixels)
+    width, height = image.size
+    try:
+        turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)  # EXIF orientation swaps the sides
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error):  # corrupt past the header: decoding says so
+        H, W = decode_image(path, max_pixels=max_pixels).shape[-2:]
+        return int(H), int(W)
+    return (width, height) if turned else (height, width)
 
 
 def pil_to_tensor(image: PILImage.Image) -> Tensor:
