@@ -396,3 +396,22 @@ def test_predict_on_a_streamed_run_preprocesses_as_its_evaluation_did(tmp_path):
     got = torch.tensor([[p for _, p in sorted(checkpoint.predict(f, topk=2)[0], key=lambda cp: CLASSES.index(cp[0]))]
                         for f in files])
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("channels, normalised", [(3, True), (1, True), (3, False)])
+def test_channels_last_preprocessing_equals_the_general_path_from_either_layout(channels, normalised):
+    """Preprocess for a channels-last model reorders the uint8 batch and normalises rows of W x C values;
+    collate_decoded(channels_last=True) gives a batch already in that order. Both give the values of
+    converting, normalising and then reordering the float batch, bit for bit."""
+    from convzoo.data.streaming import collate_decoded
+
+    X = torch.randint(0, 256, (6, channels, 17, 23), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    stats = dict(mean=(0.485, 0.456, 0.406)[:channels], std=(0.229, 0.224, 0.225)[:channels]) if normalised else {}
+    general = Preprocess(channels, None, **stats)(X).contiguous(memory_format=torch.channels_last)
+    fast = Preprocess(channels, None, **stats, channels_last=True)
+    collated, labels = collate_decoded([(x, i) for i, x in enumerate(X)], channels_last=True)
+    assert torch.equal(collated, X) and collated.is_contiguous(memory_format=torch.channels_last)
+    assert labels.tolist() == list(range(6))
+    for batch in (X, collated):
+        got = fast(batch)
+        assert torch.equal(got, general) and got.is_contiguous(memory_format=torch.channels_last)

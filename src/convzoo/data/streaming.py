@@ -153,12 +153,18 @@ class StreamDataset(Dataset[tuple[Tensor, int] | None]):
         return X.as_subclass(Tensor), self.labels[index]  # channels x S x S (a plain tensor, not a tv_tensor)
 
 
-def collate_decoded(samples: Sequence[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor]:
-    """A batch: uint8 ``B x C x S x S`` and int64 ``B``, the samples that could not be decoded left out."""
+def collate_decoded(samples: Sequence[tuple[Tensor, int] | None], *,
+                    channels_last: bool = False) -> tuple[Tensor, Tensor]:
+    """A batch: uint8 ``B x C x S x S`` and int64 ``B``, the samples that could not be decoded left out;
+    ``channels_last``: stored in that memory format (as the model takes it), so that the training process
+    does not reorder it."""
     kept = [s for s in samples if s is not None]
     if not kept:
         return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
-    return torch.stack([X for X, _ in kept]), torch.tensor([y for _, y in kept], dtype=torch.int64)
+    labels = torch.tensor([y for _, y in kept], dtype=torch.int64)
+    if channels_last:  # B x S x S x C, seen as B x C x S x S
+        return torch.stack([X.permute(1, 2, 0) for X, _ in kept]).permute(0, 3, 1, 2), labels
+    return torch.stack([X for X, _ in kept]), labels
 
 
 def steps_of(count: int, batch_size: int, *, shuffle: bool, shard: tuple[int, int] = (0, 1)) -> int:

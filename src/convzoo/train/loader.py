@@ -10,6 +10,7 @@ in-memory one.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 
@@ -64,7 +65,9 @@ class StreamBatches:
         self.steps = self.sampler.steps
         self.workers = workers
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
-                                 collate_fn=collate_decoded, pin_memory=device.type == "cuda",
+                                 collate_fn=functools.partial(collate_decoded,
+                                                              channels_last=preprocess.channels_last),
+                                 pin_memory=device.type == "cuda",
                                  persistent_workers=workers > 0, prefetch_factor=PREFETCH if workers else None,
                                  worker_init_fn=_ignore_sigint if workers else None)
         if workers:  # started now, with nothing to decode yet: before the run takes its directory's lock, which
