@@ -82,7 +82,7 @@ class TrainConfig:
                           run=False)
     train_limit: int = _opt(0, "train on N images of the training split only, drawn per class in "
                                 "proportion from the seed (0: all); for quick experiments and benchmarks")
-    # the two paths of an image folder (docs/training.md): in memory, or streamed from disk by loader workers
+    # the paths of an image folder (docs/training.md): in memory, held resized, or streamed from disk by loader workers
     stream: bool = _opt(False, "image folders: stream the images from disk (DataLoader workers decode them; "
                                "RandomResizedCrop + flip for training, resize + centre crop for evaluation) even "
                                "when they would fit --cache-memory at one size")

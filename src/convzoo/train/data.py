@@ -1,5 +1,5 @@
 """The run's data: its splits loaded, carved (``--val-split``), limited (``--train-limit``) and checked for
-leakage, on one of two paths behind one ``--dataset``.
+leakage, on one of three paths behind one ``--dataset``.
 
 - **In memory** (``Dataset``, uint8 tensors, ``train/pipeline.py``'s ``Batches``): MNIST, Fashion-MNIST and
   CIFAR-10 always; an image folder when every image of every split has one size H x W, the folder decoded
