@@ -93,10 +93,12 @@ class TrainConfig:
                                         "the model's default input size); given for images that are not all S x S, "
                                         "it streams them")
     cache_memory: float | None = _opt(None, "GB an image folder may take decoded in memory (default: a quarter of "
-                                            "this machine's memory); a larger one streams", run=False)
-    workers: int | None = _opt(None, "DataLoader worker processes per training process on the streaming path "
-                                     "(default: the cores per process, at most 8; 0: decode in the training "
-                                     "process); the result does not depend on it", run=False)
+                                            "this machine's memory), at its own size when its images share one, "
+                                            "else held resized (--cache-resized); a larger one streams", run=False)
+    workers: int | None = _opt(None, "DataLoader worker processes per training process on the streaming and "
+                                     "held-resized paths (default: streaming, the cores per process, at most 8; "
+                                     "held, 0; 0: decode or crop in the training process); the result does not "
+                                     "depend on it", run=False)
     # input pipeline, applied to whole batches on the training device
     resize: int | None = _opt(None, "resize images to this side in pixels (default: the data set's size)")
     normalize: bool = _opt(True, "subtract the training split's channel means, divide by its stds")
