@@ -89,9 +89,9 @@ class TrainConfig:
     cache_resized: bool = _opt(False, "image folders of mixed sizes: decode every image once and hold it in memory "
                                       "with its shorter side resized to round(S / 0.875) (aspect ratio kept) even "
                                       "beyond --cache-memory; without it they are held when they fit")
-    image_size: int | None = _opt(None, "image folders: the side S in pixels the streaming path crops to (default: "
-                                        "the model's default input size); given for images that are not all S x S, "
-                                        "it streams them")
+    image_size: int | None = _opt(None, "image folders: the side S in pixels the streaming and held-resized paths "
+                                        "crop to (default: the model's default input size); given for images of "
+                                        "one size other than S x S, it streams them")
     cache_memory: float | None = _opt(None, "GB an image folder may take decoded in memory (default: a quarter of "
                                             "this machine's memory), at its own size when its images share one, "
                                             "else held resized (--cache-resized); a larger one streams", run=False)
