@@ -45,7 +45,7 @@ __all__ = ["STATS_SAMPLE", "EpochBatchSampler", "StreamDataset", "collate_decode
 STATS_SAMPLE = 500  # training images whose pixels give the channel mean and std (a fixed sample, seed 0)
 
 Key = tuple[int, int]  # (epoch, index of the image in its split)
-Held = Sequence[Tensor | None]  # a split's images decoded once (C x H x W uint8), None for a file that could not be
+Held = Sequence[Tensor | None]  # a split's images decoded once (C x H x W uint8), None for an undecodable file
 
 
 def held_side(size: int, crop_pct: float = DEFAULT_CROP_PCT) -> int:
@@ -70,17 +70,12 @@ def held_bytes(counts: Mapping[tuple[int, int], int], side: int, channels: int =
 
 
 def _decode_held(split: FileSplit, i: int, side: int) -> Tensor | None:
-    try:
-        X = decode_image(split.image(i), name=split.files[i])  # C x H x W uint8
-    except DataError as err:
-        print(f"warning: {err}; left out of every batch", file=sys.stderr, flush=True)
-        return None
-    height, width = _held_shape(X.shape[-2], X.shape[-1], side)
-    if (height, width) == tuple(X.shape[-2:]):
+    X = _decoded_or_none(split, i, left_out="every batch")  # C x H x W uint8
+    if X is None or min(X.shape[-2:]) <= side:
         return X
     from torchvision.transforms.v2 import functional as F
 
-    return F.resize(X, [min(height, width)], antialias=True).contiguous()  # as eval_transform's Resize(side)
+    return F.resize(X, [side], antialias=True).contiguous()  # as eval_transform's Resize(side)
 
 
 def decode_resized(split: FileSplit, side: int, *, threads: int | None = None) -> list[Tensor | None]:
@@ -211,11 +206,13 @@ class EpochBatchSampler(Sampler[list[Key]]):
                 yield [(epoch, i) for i in range(lo + step * B, min(lo + (step + 1) * B, hi))]
 
 
-def _decoded_or_none(split: FileSplit, i: int) -> Tensor | None:
+def _decoded_or_none(split: FileSplit, i: int, *, left_out: str = "the channel statistics") -> Tensor | None:
+    """Image ``i`` of ``split`` decoded, or None when it cannot be, named in a warning saying what it is left
+    out of."""
     try:
         return decode_image(split.image(i), name=split.files[i])
     except DataError as err:
-        print(f"warning: {err}; left out of the channel statistics", file=sys.stderr, flush=True)
+        print(f"warning: {err}; left out of {left_out}", file=sys.stderr, flush=True)
         return None
 
 

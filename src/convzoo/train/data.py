@@ -125,16 +125,20 @@ def load_run_data(config: TrainConfig) -> tuple[RunData, Split | FileSplit | Non
         memory, val = _in_memory(config)
         return memory, val, f"data: in memory: {why}"
     streamed, files = _streamed(config, folder, cache, hold=path == "held")
-    sample = min(STATS_SAMPLE, len(streamed.train))
+    S = streamed.size
     if path == "held":
         cropper = "DataLoader workers" if config.workers else "this process"
-        return streamed, files, (f"data: held in memory, decoded once: {why}; {streamed.size}x{streamed.size} crops "
-                                 f"of the held images cut by {cropper}, {streamed.channels} channel(s), mean/std of a "
-                                 f"fixed sample of {sample} training images")
+        return streamed, files, (f"data: held in memory, decoded once: {why}; {S}x{S} crops of the held images cut "
+                                 f"by {cropper}, {_channels_and_stats(streamed)}")
     decoder = "DataLoader workers" if config.workers != 0 else "this process"
-    return streamed, files, (f"data: streamed from disk, decoded by {decoder}: {why}; {streamed.size}x{streamed.size} "
-                             f"crops, {streamed.channels} channel(s), mean/std of a fixed sample of {sample} "
-                             "training images")
+    return streamed, files, (f"data: streamed from disk, decoded by {decoder}: {why}; {S}x{S} crops, "
+                             f"{_channels_and_stats(streamed)}")
+
+
+def _channels_and_stats(data: StreamedData) -> str:
+    """The end of a streamed or held run's data line: its channels and where its mean and std come from."""
+    return (f"{data.channels} channel(s), mean/std of a fixed sample of {min(STATS_SAMPLE, len(data.train))} "
+            "training images")
 
 
 def _sharded(config: TrainConfig) -> tuple[StreamedData, FileSplit | None, str]:
@@ -152,9 +156,8 @@ def _sharded(config: TrainConfig) -> tuple[StreamedData, FileSplit | None, str]:
     streamed, files = _streamed(config, folder, cache)
     decoder = "DataLoader workers" if config.workers != 0 else "this process"
     return streamed, files, (f"data: streamed from litdata shards, read by position and decoded by {decoder} "
-                             f"(shards always stream); {streamed.size}x{streamed.size} crops, {streamed.channels} "
-                             f"channel(s), mean/std of a fixed sample of {min(STATS_SAMPLE, len(streamed.train))} "
-                             "training images")
+                             f"(shards always stream); {streamed.size}x{streamed.size} crops, "
+                             f"{_channels_and_stats(streamed)}")
 
 
 def _choose(config: TrainConfig, folder: ImageFolder, cache: Path) -> tuple[str, str]:
